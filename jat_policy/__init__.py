@@ -1,0 +1,54 @@
+"""jat-policy: the JAT agent (Jack of All Trades, arXiv 2402.09844) as an everyday RL tool.
+
+Importing this package is cheap: the heavy modules (torch, transformers) load on first use of a
+name that needs them, so ``import jat_policy.wrappers`` never imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "JatConfig": "jat_policy.configuration",
+    "JatModel": "jat_policy.modeling",
+    "JatOutput": "jat_policy.modeling",
+    "JatProcessor": "jat_policy.processing",
+    "JatPolicy": "jat_policy.policy",
+    "make_env": "jat_policy.wrappers",
+    "wrap_env": "jat_policy.wrappers",
+    "get_task": "jat_policy.tasks",
+    "list_tasks": "jat_policy.tasks",
+    "register_task": "jat_policy.tasks",
+    "load_jat_dataset": "jat_policy.data",
+    "collect": "jat_policy.data",
+    "evaluate": "jat_policy.evaluation",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jat_policy.configuration import JatConfig
+    from jat_policy.data import collect, load_jat_dataset
+    from jat_policy.evaluation import evaluate
+    from jat_policy.modeling import JatModel, JatOutput
+    from jat_policy.policy import JatPolicy
+    from jat_policy.processing import JatProcessor
+    from jat_policy.tasks import get_task, list_tasks, register_task
+    from jat_policy.wrappers import make_env, wrap_env
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jat_policy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
