@@ -1,0 +1,139 @@
+"""``JatConfig``: the JAT model configuration (a transformers ``PreTrainedConfig``).
+
+Field names and defaults follow the reference implementation (a GPT-Neo config plus JAT's
+multimodal fields), so the released ``jat-project/jat`` ``config.json`` loads unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from huggingface_hub.dataclasses import strict
+from transformers import GPTNeoConfig
+
+# Presets: name -> overrides of the defaults. "jat-small" is exactly the released model.
+# max_discrete_value = 148 BabyAI grid ints + 64 mission token slots in every preset.
+_PRESETS: dict[str, dict[str, Any]] = {
+    "jat-small": dict(
+        vocab_size=50257,
+        max_position_embeddings=512,
+        hidden_size=768,
+        num_layers=12,
+        attention_types=[[["global", "local"], 6]],
+        num_heads=12,
+        max_discrete_value=212,
+    ),
+    "jat-medium": dict(
+        vocab_size=50257,
+        max_position_embeddings=1024,
+        hidden_size=2048,
+        num_layers=24,
+        attention_types=[[["global", "local"], 12]],
+        num_heads=16,
+        max_discrete_value=212,
+    ),
+    "jat-large": dict(
+        vocab_size=50257,
+        max_position_embeddings=2048,
+        hidden_size=2560,
+        num_layers=32,
+        attention_types=[[["global", "local"], 16]],
+        num_heads=20,
+        max_discrete_value=212,
+    ),
+    # CPU-trainable presets. Their 512-token vocabulary holds the offline default tokenizer,
+    # discrete actions (<= 18) and BabyAI grid values; a GPT-2 tokenizer needs a 50257 vocabulary.
+    "jat-mini": dict(
+        vocab_size=512,
+        max_position_embeddings=512,
+        hidden_size=256,
+        num_layers=4,
+        attention_types=[[["global", "local"], 2]],
+        num_heads=8,
+        max_discrete_value=212,
+        bos_token_id=None,
+        eos_token_id=None,
+    ),
+    "jat-tiny": dict(
+        vocab_size=512,
+        max_position_embeddings=512,
+        hidden_size=128,
+        num_layers=2,
+        attention_types=[[["global", "local"], 1]],
+        num_heads=4,
+        max_discrete_value=212,
+        bos_token_id=None,
+        eos_token_id=None,
+    ),
+}
+
+
+@strict(accept_kwargs=True)
+class JatConfig(GPTNeoConfig):
+    """Configuration of a :class:`~jat_policy.modeling.JatModel`.
+
+    GPT-Neo's fields (``hidden_size``, ``num_layers``, ``attention_types``, ``window_size``, …)
+    configure the backbone; the JAT fields configure the modality encoders and the losses.
+
+    Args:
+        max_continuous_size: Size every continuous observation (with its reward) and action is
+            cyclically expanded to before the shared linear encoder (377 = 376 Humanoid dims + reward).
+        max_discrete_value: Number of integer slots of a discrete observation (BabyAI: 148 grid
+            ints + 64 mission token ids = 212).
+        image_size: Side of captioning images (ViT patch embeddings).
+        num_channels: Channels of captioning images.
+        patch_size: ViT patch side.
+        observation_loss_coef: κ, weight of the next-observation loss; 0 skips observation prediction.
+        action_loss_coef: Weight of the action loss.
+
+    Example:
+        >>> from jat_policy import JatConfig
+        >>> config = JatConfig.from_preset("jat-tiny")
+        >>> config.hidden_size, config.attention_layers
+        (128, ['global', 'local'])
+    """
+
+    model_type: ClassVar[str] = "jat"
+
+    max_continuous_size: int = 377
+    max_discrete_value: int = 18
+    image_size: int = 224
+    num_channels: int = 3
+    patch_size: int = 16
+    observation_loss_coef: float | int = 0.005
+    action_loss_coef: float | int = 0.995
+    tie_word_embeddings: bool = False  # the action / LM head is its own matrix in JAT
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        # A saved config also stores the expanded `attention_layers`; it is derived, so drop it.
+        kwargs.pop("attention_layers", None)
+        super().__post_init__(**kwargs)
+        if self.observation_loss_coef < 0 or self.action_loss_coef < 0:
+            raise ValueError(
+                f"Loss coefficients must be >= 0, got observation_loss_coef={self.observation_loss_coef}, "
+                f"action_loss_coef={self.action_loss_coef}."
+            )
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}.")
+
+    @classmethod
+    def preset_names(cls) -> list[str]:
+        """Names accepted by :meth:`from_preset`."""
+        return list(_PRESETS)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> JatConfig:
+        """Builds a preset configuration.
+
+        Args:
+            name: One of ``jat-small`` (the released model, 192,701,771 parameters), ``jat-medium``,
+                ``jat-large`` (the reference's bigger presets), ``jat-mini`` or ``jat-tiny`` (small,
+                CPU-trainable).
+            **overrides: Fields to change, e.g. ``observation_loss_coef=0.0``.
+
+        Returns:
+            The configuration.
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(_PRESETS)}.")
+        return cls(**{**_PRESETS[name], **overrides})

@@ -1,0 +1,1062 @@
+"""``JatModel``: the JAT transformer, parameter-for-parameter compatible with the released checkpoint.
+
+One GPT-Neo backbone; every RL timestep is two tokens, an observation embedding (with the reward)
+and an action embedding, interleaved as ``[o_0, a_0, o_1, a_1, …]``. The hidden state at ``o_t``
+predicts ``a_t``; the hidden state at ``a_t`` predicts ``o_{t+1}``. Text goes through the shared
+``wte``; captioning images through ViT patch embeddings placed before the text.
+
+The backbone is written here (not ``transformers.GPTNeoModel``) so attention runs through
+``scaled_dot_product_attention`` and positions / key validity are explicit, which the rolling
+context of :class:`~jat_policy.policy.JatPolicy` needs. Module and parameter names are GPT-Neo's,
+so checkpoints load either way. Numerics that must match the reference are kept on purpose:
+
+* GPT-Neo does **not** scale attention logits by 1/sqrt(d) and computes them in fp32;
+* local layers attend to the last ``window_size`` positions (the query included);
+* masked logits follow GPT-Neo's eager arithmetic (``finfo.min`` replacement plus an additive
+  ``finfo.min`` padding mask), so even padded positions reproduce the reference outputs;
+* continuous vectors are expanded *cyclically* to ``max_continuous_size``, not zero-padded;
+* discrete heads score the full vocabulary (the caller slices to the action space).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from jat_policy.configuration import JatConfig
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+# The shared token embedding is registered under three names; a checkpoint may hold any of them.
+WTE_ALIASES = ("transformer.wte.weight", "single_discrete_encoder.weight", "multi_discrete_encoder.0.weight")
+
+
+def cyclic_expand_dim(tensor: Tensor, size: int) -> Tensor:
+    """Expands the last dimension cyclically: element ``i`` of the result is element ``i % X``.
+
+    Args:
+        tensor: Tensor of shape ``(..., X)``.
+        size: Target size, at least ``X``.
+
+    Returns:
+        Tensor of shape ``(..., size)``.
+
+    Example:
+        >>> cyclic_expand_dim(torch.tensor([[1, 2, 3]]), 7).tolist()
+        [[1, 2, 3, 1, 2, 3, 1]]
+    """
+    width = tensor.shape[-1]
+    if size < width:
+        raise ValueError(
+            f"Cannot expand a last dimension of {width} to {size}: the vector is larger than the model's "
+            f"max_continuous_size ({size}). Continuous observations (with the reward) must have at most {size} values."
+        )
+    index = torch.arange(size, device=tensor.device) % width
+    return tensor[..., index]
+
+
+# --------------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------------
+
+
+def compute_mse_loss(pred: Tensor, target: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
+    """Per-step MSE averaged over feature dims, masked and weighted, divided by the number of valid steps.
+
+    Args:
+        pred: Predictions ``(B, L, ...)``.
+        target: Targets, same shape.
+        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
+        weights: ``(B, L)`` per-step loss weights (they scale the loss; the divisor stays the step count).
+
+    Returns:
+        A scalar tensor.
+    """
+    loss = F.mse_loss(pred, target, reduction="none")
+    loss = loss.flatten(start_dim=2).mean(dim=-1)  # (B, L)
+    if weights is not None:
+        loss = loss * weights
+    if mask is None:
+        return loss.mean()
+    mask = mask.to(loss.dtype)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def compute_ce_loss(logits: Tensor, labels: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
+    """Per-step cross-entropy, masked and weighted, divided by the number of valid steps.
+
+    The reference collapses per-step weights to ``mean(CE) * mean(weights)`` and crashes without a
+    mask; here each step keeps its own weight (identical for the constant weights of a task batch).
+
+    Args:
+        logits: ``(B, L, C)``.
+        labels: ``(B, L)`` class ids.
+        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
+        weights: ``(B, L)`` per-step loss weights.
+
+    Returns:
+        A scalar tensor.
+    """
+    loss = F.cross_entropy(logits.flatten(end_dim=-2).float(), labels.flatten(), reduction="none")
+    loss = loss.view(labels.shape)  # (B, L)
+    return compute_mse_like_reduction(loss, mask, weights)
+
+
+def compute_mse_like_reduction(loss: Tensor, mask: Tensor | None, weights: Tensor | None) -> Tensor:
+    """Reduces a per-step loss ``(B, L)``: weight, mask, divide by the number of valid steps."""
+    if weights is not None:
+        loss = loss * weights
+    if mask is None:
+        return loss.mean()
+    mask = mask.to(loss.dtype)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Backbone (GPT-Neo layout)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KVCache:
+    """Keys and values of past tokens, with their positions and validity.
+
+    Rows of a batch may hold contexts of different lengths: a row's unused slots are marked
+    invalid (left padding), so one forward pass serves every row.
+
+    Attributes:
+        keys: One tensor per layer, ``(B, heads, S, head_dim)``.
+        values: One tensor per layer, ``(B, heads, S, head_dim)``.
+        positions: ``(B, S)`` position id of each cached token.
+        valid: ``(B, S)`` bool, False for padding slots.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    positions: Tensor
+    valid: Tensor
+
+    @property
+    def length(self) -> int:
+        """Number of cached slots ``S`` (valid or not)."""
+        return self.positions.shape[1]
+
+    def next_positions(self) -> Tensor:
+        """``(B,)`` position following the last valid token of each row (0 for an empty row)."""
+        last = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
+        return last.max(dim=1).values + 1
+
+
+def _mask_min(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).min
+
+
+def build_attention_bias(
+    q_pos: Tensor, k_pos: Tensor, k_valid: Tensor, window: int | None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Additive attention bias ``(B, 1, Tq, Tk)`` with GPT-Neo's eager masking arithmetic.
+
+    A key is attended if it is not in the future and (local layers) less than ``window`` positions
+    back. Disallowed logits become ``finfo.min``; future or padding keys get another ``finfo.min``
+    added, as GPT-Neo adds its padding mask on top. Rows whose window holds only padding (padded
+    queries) therefore spread uniformly like the reference's, instead of producing NaNs.
+
+    Args:
+        q_pos: ``(B, Tq)`` query positions.
+        k_pos: ``(B, Tk)`` key positions.
+        k_valid: ``(B, Tk)`` bool, False for padding keys.
+        window: Local attention window in positions, or ``None`` for global layers.
+        dtype: dtype of the attention logits.
+
+    Returns:
+        The bias, to be added to the raw logits ``q @ k^T``.
+    """
+    diff = q_pos[:, :, None] - k_pos[:, None, :]  # (B, Tq, Tk)
+    allowed = diff >= 0
+    if window is not None:
+        allowed &= diff < window
+    blocked = (diff < 0) | ~k_valid[:, None, :]
+    low = _mask_min(dtype)
+    bias = torch.where(allowed, 0.0, low).to(dtype) + torch.where(blocked, low, 0.0).to(dtype)
+    return bias[:, None]  # (B, 1, Tq, Tk)
+
+
+class GPTNeoSelfAttentionCore(nn.Module):
+    """Multi-head self-attention with GPT-Neo's projections (no q/k/v bias, no logit scaling)."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.dropout = float(config.attention_dropout)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.resid_dropout = nn.Dropout(float(config.resid_dropout))
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
+
+    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values."""
+        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)  # (B, heads, S + T, hd)
+            v = torch.cat((past[1], v), dim=2)
+        # Logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast).
+        out = F.scaled_dot_product_attention(
+            q.float(),
+            k.float(),
+            v.float(),
+            attn_mask=bias,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=1.0,
+        ).to(v.dtype)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
+        return self.resid_dropout(self.out_proj(out)), k, v
+
+
+class GPTNeoAttention(nn.Module):
+    """Holds the core under ``.attention`` so parameter names match GPT-Neo's."""
+
+    def __init__(self, config: JatConfig, layer_id: int) -> None:
+        super().__init__()
+        self.attention_type = config.attention_layers[layer_id]
+        self.attention = GPTNeoSelfAttentionCore(config)
+
+    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        return self.attention(x, bias, past)
+
+
+class GPTNeoMLP(nn.Module):
+    """Feed-forward block: H -> inner -> H with gelu_new."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        inner = config.intermediate_size or 4 * config.hidden_size
+        self.c_fc = nn.Linear(config.hidden_size, inner)
+        self.c_proj = nn.Linear(inner, config.hidden_size)
+        self.dropout = nn.Dropout(float(config.resid_dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # gelu_new is GELU's tanh approximation.
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class GPTNeoBlock(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, config: JatConfig, layer_id: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.attn = GPTNeoAttention(config, layer_id)
+        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mlp = GPTNeoMLP(config)
+
+    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        attn_out, k, v = self.attn(self.ln_1(x), bias, past)
+        x = x + attn_out
+        return x + self.mlp(self.ln_2(x)), k, v
+
+
+class JatTransformer(nn.Module):
+    """GPT-Neo backbone on input embeddings, with explicit positions and a :class:`KVCache`."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(float(config.embed_dropout))
+        self.h = nn.ModuleList(GPTNeoBlock(config, i) for i in range(config.num_layers))
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def _positions(self, batch: int, length: int, past: KVCache | None, device: torch.device) -> Tensor:
+        start = past.next_positions()[:, None] if past is not None else torch.zeros(batch, 1, device=device)
+        return (start + torch.arange(length, device=device)).long()  # (B, T)
+
+    def forward(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor, KVCache | None]:
+        """Runs the blocks.
+
+        Args:
+            inputs_embeds: ``(B, T, H)``.
+            attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding (of the new tokens).
+            position_ids: ``(B, T)``; default: continue after the cache's last valid position (0 without cache).
+            past_key_values: Cache of earlier tokens.
+            use_cache: Return the cache extended with these tokens.
+
+        Returns:
+            Final hidden states ``(B, T, H)`` and the new cache (or ``None``).
+        """
+        batch, length, _ = inputs_embeds.shape
+        device = inputs_embeds.device
+        if position_ids is None:
+            position_ids = self._positions(batch, length, past_key_values, device)
+        max_pos = self.config.max_position_embeddings
+        if int(position_ids.max()) >= max_pos:
+            raise ValueError(
+                f"Position {int(position_ids.max())} exceeds the model's max_position_embeddings={max_pos} "
+                f"({max_pos // 2} RL timesteps): shorten the sequence or the context window."
+            )
+        valid = torch.ones(batch, length, dtype=torch.bool, device=device)
+        if attention_mask is not None:
+            valid = attention_mask.to(device=device, dtype=torch.bool)
+        k_pos, k_valid = position_ids, valid
+        if past_key_values is not None:
+            k_pos = torch.cat((past_key_values.positions, position_ids), dim=1)  # (B, S + T)
+            k_valid = torch.cat((past_key_values.valid, valid), dim=1)
+        biases = {
+            kind: build_attention_bias(
+                position_ids, k_pos, k_valid, self.config.window_size if kind == "local" else None
+            )
+            for kind in set(self.config.attention_layers)
+        }
+        x = self.drop(inputs_embeds + self.wpe(position_ids))
+        keys, values = [], []
+        for i, block in enumerate(self.h):
+            past = (past_key_values.keys[i], past_key_values.values[i]) if past_key_values is not None else None
+            x, k, v = block(x, biases[block.attn.attention_type], past)
+            keys.append(k)
+            values.append(v)
+        cache = KVCache(keys, values, k_pos, k_valid) if use_cache else None
+        return self.ln_f(x), cache
+
+
+# --------------------------------------------------------------------------------------------------
+# Image modules
+# --------------------------------------------------------------------------------------------------
+
+
+class AttentionLayer(nn.Module):
+    """Squeeze-and-excitation channel attention: pool, bottleneck MLP, sigmoid gate."""
+
+    def __init__(self, num_channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.Linear(num_channels, num_channels // 8, bias=False),
+            nn.ReLU(),
+            nn.Linear(num_channels // 8, num_channels, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = self.fc(x.mean(dim=(2, 3)))  # (N, C)
+        return x * gate[:, :, None, None]
+
+
+class ImageEncoder(nn.Module):
+    """Conv encoder of 4×84×84 frames: three stride-2 conv blocks (84→42→21→11), then a linear to H."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(4, 32, kernel_size=3, stride=2, padding=1)
+        self.norm1 = nn.InstanceNorm2d(32)
+        self.att1 = AttentionLayer(32)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1)
+        self.norm2 = nn.InstanceNorm2d(64)
+        self.att2 = AttentionLayer(64)
+        self.conv3 = nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)
+        self.norm3 = nn.InstanceNorm2d(128)
+        self.att3 = AttentionLayer(128)
+        self.fc = nn.Linear(128 * 11 * 11, hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.att1(F.leaky_relu(self.norm1(self.conv1(x))))  # (N, 32, 42, 42)
+        x = self.att2(F.leaky_relu(self.norm2(self.conv2(x))))  # (N, 64, 21, 21)
+        x = self.att3(F.leaky_relu(self.norm3(self.conv3(x))))  # (N, 128, 11, 11)
+        return self.fc(x.flatten(start_dim=1))  # (N, H)
+
+
+class ImageDecoder(nn.Module):
+    """Mirror of :class:`ImageEncoder`: H → 128×11×11 → 21 → 42 → 84, tanh output in [-1, 1]."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(hidden_size, 128 * 11 * 11)
+        self.deconv1 = nn.ConvTranspose2d(128, 64, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.norm1 = nn.InstanceNorm2d(64)
+        self.att1 = AttentionLayer(64)
+        self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.norm2 = nn.InstanceNorm2d(32)
+        self.att2 = AttentionLayer(32)
+        self.deconv3 = nn.ConvTranspose2d(32, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.fc(x).view(-1, 128, 11, 11)  # (N, 128, 11, 11)
+        x = F.leaky_relu(self.norm1(self.deconv1(x)))  # (N, 64, 22, 22)
+        x = self.att1(F.interpolate(x, size=(21, 21)))  # (N, 64, 21, 21): nearest, as the reference
+        x = self.att2(F.leaky_relu(self.norm2(self.deconv2(x))))  # (N, 32, 42, 42)
+        return torch.tanh(self.deconv3(x))  # (N, 4, 84, 84)
+
+
+class DualBatchReshapeWrapper(nn.Module):
+    """Applies a per-item module to ``(B, L, ...)`` inputs by folding ``B·L`` into one batch."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, l = x.shape[:2]
+        y = self.module(x.reshape(b * l, *x.shape[2:]))  # (B·L, ...)
+        return y.view(b, l, *y.shape[1:])  # (B, L, ...)
+
+
+class PatchEmbeddings(nn.Module):
+    """ViT patch embeddings (no CLS token, no position embedding: the backbone's ``wpe`` gives positions)."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        self.image_size = config.image_size
+        self.num_patches = (config.image_size // config.patch_size) ** 2
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        if pixel_values.dim() != 4 or pixel_values.shape[-1] != self.image_size:
+            raise ValueError(
+                f"pixel_values must be (B, C, {self.image_size}, {self.image_size}), got {tuple(pixel_values.shape)}; "
+                "use JatProcessor(images=...) to resize and normalise images."
+            )
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (B, patches, H)
+
+
+# --------------------------------------------------------------------------------------------------
+# JatModel
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JatOutput(ModelOutput):
+    """Output of :class:`JatModel`.
+
+    Attributes:
+        loss: ``()`` total loss, ``observation_loss_coef·observation_loss + action_loss_coef·action_loss``
+            for RL inputs, next-token CE for text.
+        observation_loss: ``()`` next-observation MSE (RL only; 0 for discrete observations and κ = 0).
+        action_loss: ``()`` action MSE (continuous) or CE (discrete) (RL only).
+        pred_observations: ``(B, L, n)`` continuous or ``(B, L, 4, 84, 84)`` image predictions of the
+            *next* observation from each action token (``None`` for discrete observations or κ = 0).
+        pred_actions: ``(B, L, k)`` continuous actions, or ``(B, L, vocab)`` logits for discrete actions.
+        logits: ``(B, T, vocab)`` token logits for text / captioning inputs.
+        past_key_values: :class:`KVCache` when ``use_cache=True``.
+        last_hidden_state: ``(B, T, H)`` final hidden states (all tokens).
+    """
+
+    loss: Tensor | None = None
+    observation_loss: Tensor | None = None
+    action_loss: Tensor | None = None
+    pred_observations: Tensor | None = None
+    pred_actions: Tensor | None = None
+    logits: Tensor | None = None
+    past_key_values: KVCache | None = None
+    last_hidden_state: Tensor | None = None
+
+
+class JatModel(PreTrainedModel):
+    """The JAT model: modality encoders, a GPT-Neo backbone, and decoders.
+
+    Example:
+        >>> import torch
+        >>> from jat_policy import JatConfig, JatModel
+        >>> model = JatModel(JatConfig.from_preset("jat-tiny"))
+        >>> out = model(
+        ...     continuous_observations=torch.randn(2, 5, 39),
+        ...     continuous_actions=torch.randn(2, 5, 4),
+        ...     rewards=torch.zeros(2, 5),
+        ... )
+        >>> out.pred_actions.shape, out.loss.shape
+        (torch.Size([2, 5, 4]), torch.Size([]))
+    """
+
+    config_class = JatConfig
+    base_model_prefix = "jat"
+    main_input_name = "input_ids"
+    _no_split_modules = ["GPTNeoBlock"]
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__(config)
+        hidden, vocab = config.hidden_size, config.vocab_size
+        squeeze = hidden // 50  # the reference's bottleneck width per discrete slot
+        self.transformer = JatTransformer(config)
+        self.vit_encoder = PatchEmbeddings(config)
+        self.single_discrete_encoder = self.transformer.wte  # shared: actions, discrete obs, text
+        self.continuous_encoder = nn.Linear(config.max_continuous_size, hidden)
+        self.multi_discrete_encoder = nn.Sequential(
+            self.single_discrete_encoder,  # (B, L, X, H)
+            nn.Linear(hidden, squeeze),  # (B, L, X, H // 50)
+            nn.ReLU(),
+            nn.Flatten(start_dim=2),  # (B, L, X · (H // 50))
+            nn.Linear(config.max_discrete_value * squeeze, hidden - 1),  # (B, L, H - 1); the reward is the last
+        )
+        self.image_encoder = DualBatchReshapeWrapper(ImageEncoder(hidden))
+        self.single_discrete_decoder = nn.Linear(hidden, vocab, bias=False)
+        self.continuous_decoder = nn.Linear(hidden, config.max_continuous_size)
+        # Kept for checkpoint compatibility; the reference never uses it (discrete-observation
+        # prediction is disabled there as too expensive).
+        self.multi_discrete_decoder = nn.Sequential(
+            nn.Linear(hidden, config.max_discrete_value * squeeze),
+            nn.Unflatten(dim=2, unflattened_size=(config.max_discrete_value, squeeze)),
+            nn.ReLU(),
+            nn.Linear(squeeze, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 8, bias=False),
+        )
+        self.image_decoder = DualBatchReshapeWrapper(ImageDecoder(hidden))
+        self.post_init()
+
+    # ------------------------------------------------------------------ init / tying
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # GPT-Neo's init: N(0, 0.02) linears and embeddings, zero biases, unit LayerNorms; convs keep torch's.
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.normal_(mean=0.0, std=std)
+            if getattr(module, "bias", None) is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The shared token embedding ``wte``."""
+        return self.transformer.wte
+
+    def get_output_embeddings(self) -> None:
+        """None: JAT's 50257-way head is not tied to ``wte``."""
+        return None
+
+    # ------------------------------------------------------------------ embeddings
+    def embed_observations(
+        self,
+        rewards: Tensor,
+        continuous_observations: Tensor | None = None,
+        discrete_observations: Tensor | None = None,
+        image_observations: Tensor | None = None,
+    ) -> Tensor:
+        """Embeds observations with their (already shifted) rewards.
+
+        Args:
+            rewards: ``(B, L)`` reward that led to each observation.
+            continuous_observations: ``(B, L, n)`` raw vectors (the reward is appended here).
+            discrete_observations: ``(B, L, max_discrete_value)`` ints.
+            image_observations: ``(B, L, 4, 84, 84)`` floats in [-1, 1] (rewards are ignored).
+
+        Returns:
+            ``(B, L, H)`` observation token embeddings.
+        """
+        if continuous_observations is not None:
+            x = torch.cat((continuous_observations, rewards.unsqueeze(-1).to(continuous_observations.dtype)), dim=-1)
+            x = cyclic_expand_dim(x, self.config.max_continuous_size)  # (B, L, 377)
+            return self.continuous_encoder(x)
+        if discrete_observations is not None:
+            self._check_discrete_observations(discrete_observations)
+            x = self.multi_discrete_encoder(discrete_observations)  # (B, L, H - 1)
+            return torch.cat((x, rewards.unsqueeze(-1).to(x.dtype)), dim=-1)  # (B, L, H)
+        if image_observations is not None:
+            if image_observations.dim() != 5 or tuple(image_observations.shape[2:]) != (4, 84, 84):
+                raise ValueError(
+                    f"image_observations must be (B, L, 4, 84, 84) floats in [-1, 1], got "
+                    f"{tuple(image_observations.shape)}; channel-last (84, 84, 4) frames go through JatProcessor first."
+                )
+            return self.image_encoder(image_observations)
+        raise ValueError("Missing observations: pass continuous_, discrete_ or image_observations.")
+
+    def embed_actions(
+        self, continuous_actions: Tensor | None = None, discrete_actions: Tensor | None = None
+    ) -> Tensor:
+        """Embeds actions: continuous through the shared continuous encoder, discrete through ``wte``.
+
+        Args:
+            continuous_actions: ``(B, L, k)``.
+            discrete_actions: ``(B, L)`` ints.
+
+        Returns:
+            ``(B, L, H)`` action token embeddings.
+        """
+        if continuous_actions is not None:
+            return self.continuous_encoder(cyclic_expand_dim(continuous_actions, self.config.max_continuous_size))
+        if discrete_actions is not None:
+            if discrete_actions.numel() and int(discrete_actions.max()) >= self.config.vocab_size:
+                raise ValueError(
+                    f"Discrete action {int(discrete_actions.max())} is outside the model's vocabulary "
+                    f"({self.config.vocab_size}): this checkpoint cannot represent that action space."
+                )
+            return self.single_discrete_encoder(discrete_actions)
+        raise ValueError("Missing actions: pass continuous_actions or discrete_actions.")
+
+    def _check_discrete_observations(self, x: Tensor) -> None:
+        slots = self.config.max_discrete_value
+        if x.shape[-1] != slots:
+            raise ValueError(
+                f"discrete_observations must have {slots} slots (148 BabyAI ints + 64 mission tokens), "
+                f"got {x.shape[-1]}; build them with JatProcessor(discrete_observations=..., text_observations=...)."
+            )
+        if x.numel() and (int(x.max()) >= self.config.vocab_size or int(x.min()) < 0):
+            raise ValueError(
+                f"discrete_observations values must lie in [0, {self.config.vocab_size}), got "
+                f"[{int(x.min())}, {int(x.max())}]: a tokenizer larger than the model's vocabulary?"
+            )
+
+    def decode_actions(self, hidden: Tensor, action_size: int | None) -> Tensor:
+        """Decodes action-predicting hidden states (those at observation tokens).
+
+        Args:
+            hidden: ``(B, L, H)``.
+            action_size: Size ``k`` of a continuous action, or ``None`` for discrete (full-vocabulary logits).
+
+        Returns:
+            ``(B, L, k)`` continuous actions or ``(B, L, vocab)`` logits.
+        """
+        if action_size is None:
+            return self.single_discrete_decoder(hidden)
+        return self.continuous_decoder(hidden)[..., :action_size]
+
+    def interleave(self, obs_embeds: Tensor, act_embeds: Tensor) -> Tensor:
+        """``(B, L, H)`` × 2 → ``(B, 2L, H)`` ordered ``[o_0, a_0, o_1, a_1, …]``."""
+        b, l, h = obs_embeds.shape
+        return torch.stack((obs_embeds, act_embeds), dim=2).view(b, 2 * l, h)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        continuous_observations: Tensor | None = None,
+        discrete_observations: Tensor | None = None,
+        image_observations: Tensor | None = None,
+        continuous_actions: Tensor | None = None,
+        discrete_actions: Tensor | None = None,
+        rewards: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        loss_weight: Tensor | None = None,
+        past_key_values: KVCache | None = None,
+        position_ids: Tensor | None = None,
+        return_loss: bool = True,
+        use_cache: bool = False,
+        **kwargs: Any,
+    ) -> JatOutput:
+        """Runs the model on text / captioning or on RL episodes.
+
+        Args:
+            input_ids: ``(B, T)`` text token ids.
+            pixel_values: ``(B, 3, 224, 224)`` captioning images (their 196 patches precede the text).
+            continuous_observations: ``(B, L, n)``.
+            discrete_observations: ``(B, L, max_discrete_value)``.
+            image_observations: ``(B, L, 4, 84, 84)`` in [-1, 1].
+            continuous_actions: ``(B, L, k)``.
+            discrete_actions: ``(B, L)``.
+            rewards: ``(B, L)`` reward that led to each observation (0 at t = 0).
+            attention_mask: ``(B, L)`` for RL (per timestep) or ``(B, T)`` for text; 1 = real.
+            loss_weight: ``(B, L)`` per-timestep loss weights (RL only).
+            past_key_values: A :class:`KVCache` of earlier tokens.
+            position_ids: Explicit token positions ``(B, tokens)``.
+            return_loss: Compute the losses.
+            use_cache: Return the extended cache.
+            **kwargs: Accepted and ignored for compatibility (``token_type_ids``, ``return_dict``, …).
+
+        Returns:
+            A :class:`JatOutput`.
+        """
+        if input_ids is not None or pixel_values is not None:
+            return self._forward_text(
+                input_ids, pixel_values, attention_mask, past_key_values, position_ids, return_loss, use_cache
+            )
+        rl = dict(
+            continuous_observations=continuous_observations,
+            discrete_observations=discrete_observations,
+            image_observations=image_observations,
+            continuous_actions=continuous_actions,
+            discrete_actions=discrete_actions,
+        )
+        if all(v is None for v in rl.values()):
+            raise ValueError("No input: pass input_ids / pixel_values (text) or observations and actions (RL).")
+        return self._forward_rl(
+            rewards, attention_mask, loss_weight, past_key_values, position_ids, return_loss, use_cache, **rl
+        )
+
+    def _forward_rl(
+        self,
+        rewards: Tensor | None,
+        attention_mask: Tensor | None,
+        loss_weight: Tensor | None,
+        past_key_values: KVCache | None,
+        position_ids: Tensor | None,
+        return_loss: bool,
+        use_cache: bool,
+        continuous_observations: Tensor | None,
+        discrete_observations: Tensor | None,
+        image_observations: Tensor | None,
+        continuous_actions: Tensor | None,
+        discrete_actions: Tensor | None,
+    ) -> JatOutput:
+        observations = continuous_observations, discrete_observations, image_observations
+        obs = next((o for o in observations if o is not None), None)
+        if obs is None:
+            raise ValueError("Missing observations: RL inputs need continuous_, discrete_ or image_observations.")
+        if rewards is None:
+            rewards = torch.zeros(obs.shape[:2], dtype=torch.float32, device=obs.device)
+        obs_embeds = self.embed_observations(rewards, *observations)  # (B, L, H)
+        act_embeds = self.embed_actions(continuous_actions, discrete_actions)  # (B, L, H)
+        if act_embeds.shape[:2] != obs_embeds.shape[:2]:
+            raise ValueError(
+                f"Observations cover {tuple(obs_embeds.shape[:2])} (batch, steps) but actions "
+                f"{tuple(act_embeds.shape[:2])}: every timestep needs one observation and one action."
+            )
+        token_mask = attention_mask.repeat_interleave(2, dim=1) if attention_mask is not None else None  # (B, 2L)
+        hidden, cache = self.transformer(
+            self.interleave(obs_embeds, act_embeds), token_mask, position_ids, past_key_values, use_cache
+        )
+        obs_hidden, act_hidden = hidden[:, ::2], hidden[:, 1::2]  # (B, L, H) each
+        action_size = continuous_actions.shape[-1] if continuous_actions is not None else None
+        pred_actions = self.decode_actions(
+            obs_hidden, None if action_size is None else self.config.max_continuous_size
+        )
+        out = JatOutput(past_key_values=cache, last_hidden_state=hidden)
+        out.pred_observations, observation_loss = self._predict_observations(
+            act_hidden, rewards, continuous_observations, image_observations, attention_mask, loss_weight, return_loss
+        )
+        if return_loss:
+            if action_size is None:
+                action_loss = compute_ce_loss(pred_actions, discrete_actions, attention_mask, loss_weight)
+            else:
+                target = cyclic_expand_dim(continuous_actions, self.config.max_continuous_size)
+                action_loss = compute_mse_loss(pred_actions, target, attention_mask, loss_weight)
+            out.observation_loss, out.action_loss = observation_loss, action_loss
+            out.loss = (
+                self.config.observation_loss_coef * observation_loss + self.config.action_loss_coef * action_loss
+            )
+        out.pred_actions = pred_actions if action_size is None else pred_actions[..., :action_size]
+        return out
+
+    def _predict_observations(
+        self,
+        act_hidden: Tensor,
+        rewards: Tensor,
+        continuous_observations: Tensor | None,
+        image_observations: Tensor | None,
+        attention_mask: Tensor | None,
+        loss_weight: Tensor | None,
+        return_loss: bool,
+    ) -> tuple[Tensor | None, Tensor]:
+        zero = act_hidden.new_zeros(())
+        # κ = 0 skips the decoders entirely (the image decoder is the most memory-hungry module);
+        # discrete-observation prediction is disabled, as in the reference.
+        if self.config.observation_loss_coef == 0 or (continuous_observations is None and image_observations is None):
+            return None, zero
+        mask = attention_mask[:, 1:] if attention_mask is not None else None
+        weights = loss_weight[:, 1:] if loss_weight is not None else None
+        if continuous_observations is not None:
+            size = continuous_observations.shape[-1]
+            pred = self.continuous_decoder(act_hidden)  # (B, L, 377): obs ‖ reward, cyclically expanded
+            loss = zero
+            if return_loss:
+                target = torch.cat((continuous_observations, rewards.unsqueeze(-1)), dim=-1)
+                target = cyclic_expand_dim(target, self.config.max_continuous_size)
+                loss = compute_mse_loss(pred[:, :-1], target[:, 1:], mask, weights)
+            return pred[..., :size], loss
+        pred = self.image_decoder(act_hidden)  # (B, L, 4, 84, 84)
+        loss = compute_mse_loss(pred[:, :-1], image_observations[:, 1:], mask, weights) if return_loss else zero
+        return pred, loss
+
+    def _embed_text(
+        self, input_ids: Tensor | None, pixel_values: Tensor | None, attention_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor | None]:
+        parts = []
+        if pixel_values is not None:
+            parts.append(self.vit_encoder(pixel_values))  # (B, P, H)
+        if input_ids is not None:
+            if input_ids.numel() and int(input_ids.max()) >= self.config.vocab_size:
+                raise ValueError(
+                    f"Token id {int(input_ids.max())} is outside the model's vocabulary ({self.config.vocab_size}): "
+                    "was the text tokenised with another tokenizer than the checkpoint's?"
+                )
+            parts.append(self.transformer.wte(input_ids))  # (B, T, H)
+        embeds = torch.cat(parts, dim=1)  # (B, P + T, H)
+        mask = attention_mask
+        if mask is not None and pixel_values is not None:
+            patch_mask = mask.new_ones(mask.shape[0], embeds.shape[1] - mask.shape[1])  # image patches are real
+            mask = torch.cat((patch_mask, mask), dim=1)  # (B, P + T)
+        return embeds, mask
+
+    def _forward_text(
+        self,
+        input_ids: Tensor | None,
+        pixel_values: Tensor | None,
+        attention_mask: Tensor | None,
+        past_key_values: KVCache | None,
+        position_ids: Tensor | None,
+        return_loss: bool,
+        use_cache: bool,
+    ) -> JatOutput:
+        embeds, mask = self._embed_text(input_ids, pixel_values, attention_mask)
+        hidden, cache = self.transformer(embeds, mask, position_ids, past_key_values, use_cache)
+        logits = self.single_discrete_decoder(hidden)  # (B, P + T, vocab)
+        out = JatOutput(logits=logits, past_key_values=cache, last_hidden_state=hidden)
+        if return_loss and input_ids is not None and input_ids.shape[1] > 1:
+            n = input_ids.shape[1]
+            shift_logits = logits[:, -n:-1]  # (B, T - 1, vocab): token t predicts t + 1
+            labels = input_ids[:, 1:]
+            label_mask = attention_mask[:, 1:] if attention_mask is not None else torch.ones_like(labels)
+            keep = label_mask.bool()
+            out.loss = F.cross_entropy(shift_logits[keep].float(), labels[keep])
+        return out
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        max_new_tokens: int = 20,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Text completion or captioning with the KV cache.
+
+        The prompt is ``input_ids`` (unpadded, same length for the batch), optionally after the
+        image's patch tokens (captioning). Rows that produced ``eos_token_id`` keep emitting it.
+
+        Args:
+            input_ids: ``(B, T)`` prompt ids; for captioning it may be ``None`` (start from the image).
+            pixel_values: ``(B, 3, 224, 224)`` images for captioning.
+            max_new_tokens: Number of tokens to add.
+            do_sample: Sample from the softmax instead of greedy decoding.
+            temperature: Softmax temperature when sampling.
+            top_k: Keep only the ``top_k`` most likely tokens when sampling.
+            eos_token_id: Stop token (default: the config's ``eos_token_id``).
+            generator: Random generator for sampling.
+
+        Returns:
+            ``(B, T + new)`` token ids: the prompt followed by the generated tokens.
+        """
+        if input_ids is None and pixel_values is None:
+            raise ValueError("generate() needs input_ids (a prompt) and/or pixel_values (an image to caption).")
+        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        batch = (input_ids if input_ids is not None else pixel_values).shape[0]
+        prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        out = self._forward_text(input_ids, pixel_values, None, None, None, False, True)
+        tokens, finished, logits, cache = (
+            [],
+            torch.zeros(batch, dtype=torch.bool, device=self.device),
+            out.logits,
+            None,
+        )
+        cache = out.past_key_values
+        for _ in range(max_new_tokens):
+            next_token = self._pick_token(logits[:, -1], do_sample, temperature, top_k, generator)  # (B,)
+            if eos is not None:
+                next_token = torch.where(finished, torch.full_like(next_token, eos), next_token)
+                finished |= next_token == eos
+            tokens.append(next_token)
+            if bool(finished.all()):
+                break
+            step = self._forward_text(next_token[:, None], None, None, cache, None, False, True)
+            logits, cache = step.logits, step.past_key_values
+        return torch.cat([prompt, torch.stack(tokens, dim=1)], dim=1) if tokens else prompt
+
+    @staticmethod
+    def _pick_token(
+        logits: Tensor, do_sample: bool, temperature: float, top_k: int | None, generator: torch.Generator | None
+    ) -> Tensor:
+        if not do_sample:
+            return logits.argmax(dim=-1)
+        logits = logits.float() / max(temperature, 1e-6)
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+
+    # ------------------------------------------------------------------ serialisation
+    def canonical_state_dict(self) -> dict[str, Tensor]:
+        """State dict without the ``wte`` aliases (each tensor once), as written to ``model.safetensors``."""
+        return {k: v for k, v in self.state_dict().items() if k not in WTE_ALIASES[1:]}
+
+    def save_pretrained(  # type: ignore[override]
+        self, save_directory: str | os.PathLike, state_dict: dict[str, Tensor] | None = None, **kwargs: Any
+    ) -> None:
+        """Writes ``config.json`` and ``model.safetensors`` atomically (a temp dir renamed into place).
+
+        Args:
+            save_directory: Target directory (created; existing model files are replaced).
+            state_dict: Weights to write instead of the model's own (``transformers.Trainer`` passes it).
+            **kwargs: Accepted for ``transformers.Trainer`` compatibility and ignored (always safetensors).
+        """
+        from safetensors.torch import save_file
+
+        target = Path(save_directory)
+        target.mkdir(parents=True, exist_ok=True)
+        weights = state_dict if state_dict is not None else self.canonical_state_dict()
+        weights = {k: v for k, v in weights.items() if k not in WTE_ALIASES[1:]}
+        weights = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
+        tmp = Path(tempfile.mkdtemp(prefix=".jat-save-", dir=target))
+        try:
+            save_file(weights, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            self.config.architectures = [type(self).__name__]
+            self.config.to_json_file(str(tmp / CONFIG_NAME))
+            for name in (WEIGHTS_NAME, CONFIG_NAME):
+                os.replace(tmp / name, target / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        **config_overrides: Any,
+    ) -> JatModel:
+        """Loads a local directory or a Hub repo (e.g. ``jat-project/jat``) holding config.json + model.safetensors.
+
+        Safetensors only (never pickle), no ``trust_remote_code``. The shared token embedding may be
+        stored under any of its names (``transformer.wte``, ``single_discrete_encoder``,
+        ``multi_discrete_encoder.0``).
+
+        Args:
+            pretrained_model_name_or_path: Local directory or Hub repo id.
+            revision: Hub revision.
+            device: Device to move the model to.
+            dtype: dtype to cast the weights to.
+            **config_overrides: Config fields to override (e.g. ``observation_loss_coef=0.0``).
+
+        Returns:
+            The model in eval mode.
+        """
+        directory = resolve_model_dir(pretrained_model_name_or_path, revision)
+        config = load_jat_config(directory, **config_overrides)
+        model = cls(config)
+        model.load_jat_weights(directory / WEIGHTS_NAME)
+        if dtype is not None:
+            model = model.to(dtype)
+        if device is not None:
+            model = model.to(device)
+        return model.eval()
+
+    def load_jat_weights(self, path: str | os.PathLike) -> None:
+        """Loads a ``model.safetensors`` file with strict key and shape checks.
+
+        Args:
+            path: The safetensors file.
+        """
+        state = _read_safetensors(Path(path))
+        present = [alias for alias in WTE_ALIASES if alias in state]
+        if present:
+            for alias in WTE_ALIASES:
+                state.setdefault(alias, state[present[0]])
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not match the config: missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
+                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}. Is config.json from the same checkpoint?"
+            )
+        bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state.items() if v.shape != expected[k].shape]
+        if bad:
+            name, got, want = bad[0]
+            raise ValueError(
+                f"{path}: tensor {name} has shape {got}, the config expects {want} ({len(bad)} mismatches)."
+            )
+        self.load_state_dict(state, strict=True)
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
+    """Returns a local directory for a checkpoint: the path itself, or a Hub snapshot download.
+
+    Args:
+        name_or_path: Local directory or Hub repo id.
+        revision: Hub revision.
+
+    Returns:
+        The directory.
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    if path.exists() or str(name_or_path).startswith((".", "/")) or str(name_or_path).count("/") != 1:
+        raise FileNotFoundError(f"No checkpoint directory at {str(name_or_path)!r} (and it is not a Hub repo id).")
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(
+            str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
+        )
+    except Exception as err:  # offline mode, no network, unknown repo: one clear message
+        raise OSError(
+            f"Could not fetch {str(name_or_path)!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            "Offline (HF_HUB_OFFLINE=1) only local directories load: pass the path of a saved checkpoint."
+        ) from err
+    return Path(local)
+
+
+def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
+    """Reads and checks ``config.json`` of a JAT checkpoint.
+
+    Args:
+        directory: Checkpoint directory.
+        **overrides: Fields to override.
+
+    Returns:
+        The config.
+    """
+    config_path = directory / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}: not a saved JAT checkpoint.")
+    try:
+        raw = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config_path} is not valid JSON ({err}); the checkpoint is corrupt.") from err
+    model_type = raw.get("model_type")
+    if model_type != JatConfig.model_type:
+        raise ValueError(
+            f"{config_path} has model_type={model_type!r}, expected 'jat': this is not a JAT checkpoint "
+            "(GPT-2/GPT-Neo weights cannot be loaded as JatModel directly)."
+        )
+    for key in ("model_type", "transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype"):
+        raw.pop(key, None)
+    raw.update(overrides)
+    return JatConfig(**raw)
+
+
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: JAT checkpoints hold weights in model.safetensors (pickled .bin files are refused)."
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); it may be truncated or corrupt."
+        ) from err
