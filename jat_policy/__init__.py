@@ -28,7 +28,22 @@ _LAZY: dict[str, str] = {
     "evaluate": "jat_policy.evaluation",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "JatConfig",
+    "JatModel",
+    "JatOutput",
+    "JatPolicy",
+    "JatProcessor",
+    "__version__",
+    "collect",
+    "evaluate",
+    "get_task",
+    "list_tasks",
+    "load_jat_dataset",
+    "make_env",
+    "register_task",
+    "wrap_env",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from jat_policy.configuration import JatConfig

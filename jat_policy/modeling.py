@@ -239,6 +239,7 @@ class GPTNeoAttention(nn.Module):
         self.attention = GPTNeoSelfAttentionCore(config)
 
     def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Applies the module (shapes in the class docstring)."""
         return self.attention(x, bias, past)
 
 
@@ -253,6 +254,7 @@ class GPTNeoMLP(nn.Module):
         self.dropout = nn.Dropout(float(config.resid_dropout))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
         # gelu_new is GELU's tanh approximation.
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
@@ -268,6 +270,7 @@ class GPTNeoBlock(nn.Module):
         self.mlp = GPTNeoMLP(config)
 
     def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Applies the module (shapes in the class docstring)."""
         attn_out, k, v = self.attn(self.ln_1(x), bias, past)
         x = x + attn_out
         return x + self.mlp(self.ln_2(x)), k, v
@@ -361,6 +364,7 @@ class AttentionLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
         gate = self.fc(x.mean(dim=(2, 3)))  # (N, C)
         return x * gate[:, :, None, None]
 
@@ -382,6 +386,7 @@ class ImageEncoder(nn.Module):
         self.fc = nn.Linear(128 * 11 * 11, hidden_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
         x = self.att1(F.leaky_relu(self.norm1(self.conv1(x))))  # (N, 32, 42, 42)
         x = self.att2(F.leaky_relu(self.norm2(self.conv2(x))))  # (N, 64, 21, 21)
         x = self.att3(F.leaky_relu(self.norm3(self.conv3(x))))  # (N, 128, 11, 11)
@@ -403,6 +408,7 @@ class ImageDecoder(nn.Module):
         self.deconv3 = nn.ConvTranspose2d(32, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
         x = self.fc(x).view(-1, 128, 11, 11)  # (N, 128, 11, 11)
         x = F.leaky_relu(self.norm1(self.deconv1(x)))  # (N, 64, 22, 22)
         x = self.att1(F.interpolate(x, size=(21, 21)))  # (N, 64, 21, 21): nearest, as the reference
@@ -418,9 +424,10 @@ class DualBatchReshapeWrapper(nn.Module):
         self.module = module
 
     def forward(self, x: Tensor) -> Tensor:
-        b, l = x.shape[:2]
-        y = self.module(x.reshape(b * l, *x.shape[2:]))  # (B·L, ...)
-        return y.view(b, l, *y.shape[1:])  # (B, L, ...)
+        """Applies the module (shapes in the class docstring)."""
+        batch, length = x.shape[:2]
+        y = self.module(x.reshape(batch * length, *x.shape[2:]))  # (B·L, ...)
+        return y.view(batch, length, *y.shape[1:])  # (B, L, ...)
 
 
 class PatchEmbeddings(nn.Module):
@@ -435,6 +442,7 @@ class PatchEmbeddings(nn.Module):
         )
 
     def forward(self, pixel_values: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
         if pixel_values.dim() != 4 or pixel_values.shape[-1] != self.image_size:
             raise ValueError(
                 f"pixel_values must be (B, C, {self.image_size}, {self.image_size}), got {tuple(pixel_values.shape)}; "
@@ -579,7 +587,8 @@ class JatModel(PreTrainedModel):
             if image_observations.dim() != 5 or tuple(image_observations.shape[2:]) != (4, 84, 84):
                 raise ValueError(
                     f"image_observations must be (B, L, 4, 84, 84) floats in [-1, 1], got "
-                    f"{tuple(image_observations.shape)}; channel-last (84, 84, 4) frames go through JatProcessor first."
+                    f"{tuple(image_observations.shape)}; channel-last (84, 84, 4) frames go through JatProcessor "
+                    "first."
                 )
             return self.image_encoder(image_observations)
         raise ValueError("Missing observations: pass continuous_, discrete_ or image_observations.")
@@ -636,8 +645,8 @@ class JatModel(PreTrainedModel):
 
     def interleave(self, obs_embeds: Tensor, act_embeds: Tensor) -> Tensor:
         """``(B, L, H)`` × 2 → ``(B, 2L, H)`` ordered ``[o_0, a_0, o_1, a_1, …]``."""
-        b, l, h = obs_embeds.shape
-        return torch.stack((obs_embeds, act_embeds), dim=2).view(b, 2 * l, h)
+        batch, length, hidden = obs_embeds.shape
+        return torch.stack((obs_embeds, act_embeds), dim=2).view(batch, 2 * length, hidden)
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -977,7 +986,8 @@ class JatModel(PreTrainedModel):
         if missing or unexpected:
             raise ValueError(
                 f"{path} does not match the config: missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}. Is config.json from the same checkpoint?"
+                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}. "
+                "Is config.json from the same checkpoint?"
             )
         bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state.items() if v.shape != expected[k].shape]
         if bad:
