@@ -67,3 +67,8 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+# Registers the Gymnasium ids jat/<task> (gymnasium + the task table only: no torch, no optional domain), so
+# gym.make("jat_policy:jat/atari-pong") works. Gymnasium 1.x has no entry-point plugins: see wrappers/registration.py.
+importlib.import_module("jat_policy.wrappers")
