@@ -1,0 +1,87 @@
+"""MuJoCo: v4 sizes (Pusher on v5), version= option, float32 + reward shift, truncation."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from jat_policy.wrappers import make_env
+from jat_policy.wrappers.mujoco import with_version
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:.*(different from the unwrapped|infinity|symmetric and normalized|is out of date)"
+)
+
+V4_SIZES = {  # (obs, act) of the envs JAT was trained on (facts §4.2)
+    "mujoco-ant": (27, 8),
+    "mujoco-doublependulum": (11, 1),
+    "mujoco-hopper": (11, 3),
+    "mujoco-pendulum": (4, 1),
+    "mujoco-pusher": (23, 7),
+    "mujoco-reacher": (11, 2),
+    "mujoco-humanoid": (376, 17),
+}
+
+
+@pytest.mark.parametrize("task", list(V4_SIZES))
+def test_sizes_dtypes_rollout(task):
+    n_obs, n_act = V4_SIZES[task]
+    env = make_env(task)
+    assert env.observation_space == gym.spaces.Dict(
+        {"continuous_observation": gym.spaces.Box(-np.inf, np.inf, (n_obs + 1,), np.float32)}
+    )
+    assert isinstance(env.action_space, gym.spaces.Box) and env.action_space.shape == (n_act,)
+    obs, _ = env.reset(seed=0)
+    assert obs in env.observation_space and obs["continuous_observation"][-1] == 0.0
+    for _ in range(5):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert obs in env.observation_space and obs["continuous_observation"].dtype == np.float32
+        assert obs["continuous_observation"][-1] == np.float32(reward)
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def test_raw_values_are_kept():
+    env = make_env("mujoco-halfcheetah")
+    raw = gym.make("HalfCheetah-v4")
+    obs, _ = env.reset(seed=2)
+    raw_obs, _ = raw.reset(seed=2)
+    np.testing.assert_array_equal(obs["continuous_observation"][:-1], raw_obs.astype(np.float32))
+
+
+def test_version_option_selects_v5():
+    env = make_env("mujoco-ant", version="v5")
+    assert env.unwrapped.spec.id == "Ant-v5"
+    assert env.observation_space["continuous_observation"].shape == (106,)
+    assert make_env("mujoco-reacher", version="5").observation_space["continuous_observation"].shape == (11,)
+    assert with_version("Ant-v4", None) == "Ant-v4"
+    with pytest.raises(ValueError, match="version"):
+        with_version("Ant-v4", "latest")
+
+
+def test_v4_is_built_without_deprecation_noise():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        make_env("mujoco-swimmer")
+
+
+def test_truncation_at_the_env_limit():
+    env = make_env("mujoco-reacher")  # 50 steps
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(2, np.float32))[3] for _ in range(50)]
+    assert flags == [False] * 49 + [True]
+
+
+def test_check_env():
+    check_env(make_env("mujoco-pendulum"), skip_render_check=True)
+
+
+def test_missing_mujoco_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mujoco", None)
+    with pytest.raises(ImportError, match=r'pip install "jat-policy\[mujoco\]"'):
+        make_env("mujoco-hopper")
