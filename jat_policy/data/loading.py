@@ -1,0 +1,311 @@
+"""``load_jat_dataset``: the Hub's ``jat-project/jat-dataset`` or a local copy, validated, same result either way.
+
+Local data is what the collectors write (``save_to_disk`` folders or Hub-style parquet shards,
+see :mod:`jat_policy.data.storage`), or parquet files downloaded from the Hub. Reference scores
+stored beside collected data are read with :func:`load_reference_scores`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset, DatasetDict, IterableDataset
+
+from jat_policy.data.schema import EpisodeSchema
+from jat_policy.data.storage import METADATA_FILE, read_metadata, task_dirname
+from jat_policy.data.validation import validate_dataset, validate_iterable
+
+HUB_REPO_ID = "jat-project/jat-dataset"
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_SPLIT_FOLDERS = ("train", "test", "validation")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDataset:
+    """Where a local dataset lives and in which format.
+
+    Attributes:
+        directory: The folder holding the data (and ``jat_metadata.json`` when collected here).
+        format: ``"disk"`` (a ``DatasetDict`` folder), ``"disk-single"`` (one ``Dataset`` folder) or ``"parquet"``.
+        parquet_files: Split -> parquet files, for the parquet format.
+    """
+
+    directory: Path
+    format: str
+    parquet_files: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def splits(self) -> list[str]:
+        """Split names available (``[]`` for a single ``Dataset`` folder, whose split is not named)."""
+        if self.format == "parquet":
+            return sorted(self.parquet_files)
+        if self.format == "disk":
+            return sorted(DatasetDict.load_from_disk(str(self.directory)).keys())
+        return []
+
+
+def _parquet_splits(directory: Path) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    # Hub layout (<split>-*.parquet), `data/` folders, or one folder per split
+    for pattern in ("*.parquet", "data/*.parquet", *(f"{split}/*.parquet" for split in _SPLIT_FOLDERS)):
+        for file in sorted(directory.glob(pattern)):
+            parent = file.parent.name if file.parent != directory and file.parent.name != "data" else ""
+            split = parent or file.name.split("-", 1)[0].split(".", 1)[0]
+            if file.as_posix() not in files.get(split, []):
+                files.setdefault(split, []).append(file.as_posix())
+        if files:
+            return files
+    return files
+
+
+def _detect(directory: Path) -> LocalDataset | None:
+    if (directory / "dataset_dict.json").is_file():
+        return LocalDataset(directory, "disk")
+    if (directory / "state.json").is_file() and (directory / "dataset_info.json").is_file():
+        return LocalDataset(directory, "disk-single")
+    if directory.is_file() and directory.suffix == ".parquet":
+        return LocalDataset(directory.parent, "parquet", {"train": [directory.as_posix()]})
+    parquet = _parquet_splits(directory) if directory.is_dir() else {}
+    return LocalDataset(directory, "parquet", parquet) if parquet else None
+
+
+def find_local_dataset(task: str, path: str | os.PathLike) -> LocalDataset:
+    """Finds a task's dataset under ``path`` (``<path>/<task>/``) or at ``path`` itself.
+
+    Args:
+        task: The task name.
+        path: The collector's ``out`` folder, the task folder, or a parquet file.
+
+    Returns:
+        The location and format.
+
+    Raises:
+        FileNotFoundError: Naming what was looked for and the task folders that do exist.
+    """
+    root = Path(path).expanduser()
+    for candidate in (root / task_dirname(task), root):
+        found = _detect(candidate)
+        if found is not None:
+            return found
+    if not root.exists():
+        raise FileNotFoundError(f"path={str(root)!r} does not exist (looking for task {task!r}).")
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and _detect(p) is not None) if root.is_dir() else []
+    hint = f" It holds datasets for: {others}." if others else ""
+    raise FileNotFoundError(
+        f"No dataset for task {task!r} under {str(root)!r}: looked for {root / task_dirname(task)} and {root} "
+        f"as a save_to_disk folder (dataset_dict.json) or parquet files (train-*.parquet, test-*.parquet).{hint}"
+    )
+
+
+def open_local_dataset(found: LocalDataset, split: str | None, streaming: bool = False, cache_dir: str | None = None):
+    """Opens one split of a located local dataset (see :func:`find_local_dataset`).
+
+    Args:
+        found: The location.
+        split: The split; ``None`` is accepted only for a single ``Dataset`` folder.
+        streaming: Return an ``IterableDataset``.
+        cache_dir: Cache folder for parquet -> Arrow conversion.
+
+    Returns:
+        A ``Dataset`` (or ``IterableDataset`` when streaming).
+    """
+    if found.format == "disk-single":
+        dataset = Dataset.load_from_disk(str(found.directory))
+        if split is not None and dataset.split is not None and str(dataset.split) != split:
+            raise ValueError(
+                f"{found.directory} holds a single Dataset (split {str(dataset.split)!r}), not a DatasetDict; "
+                f"asked for split {split!r}. Pass split={str(dataset.split)!r} or split=None."
+            )
+        return dataset.to_iterable_dataset() if streaming else dataset
+    available = found.splits
+    if split not in available:
+        raise ValueError(
+            f"{found.directory} holds a DatasetDict with splits {available}; asked for split={split!r}. "
+            "Pass one of those."
+        )
+    if found.format == "disk":
+        dataset = DatasetDict.load_from_disk(str(found.directory))[split]
+        return dataset.to_iterable_dataset() if streaming else dataset
+    return datasets.load_dataset(
+        "parquet",
+        data_files={split: found.parquet_files[split]},
+        split=split,
+        streaming=streaming,
+        cache_dir=cache_dir,
+    )
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` asks for offline mode."""
+    return any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _load_from_hub(task: str, split: str | None, streaming: bool, cache_dir: str | None):
+    if split is None:
+        raise ValueError(f"split=None: the Hub dataset has 'train' and 'test' splits for {task!r}; pass one of them.")
+    advice = (
+        f"Use local data instead: collect some with `jat-policy collect --task {task} --out data/` and load it with "
+        f"load_jat_dataset({task!r}, path='data/')."
+    )
+    if hub_offline():
+        raise ConnectionError(
+            f"Cannot load {HUB_REPO_ID!r} config {task!r}: offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). "
+            + advice
+        )
+    try:
+        return datasets.load_dataset(HUB_REPO_ID, task, split=split, streaming=streaming, cache_dir=cache_dir)
+    except (ConnectionError, OSError) as error:
+        raise ConnectionError(
+            f"Could not load {HUB_REPO_ID!r} config {task!r} from the Hub ({type(error).__name__}: {error}). " + advice
+        ) from error
+
+
+def _select_in_memory(data: Dataset | DatasetDict, split: str | None) -> Dataset:
+    if isinstance(data, DatasetDict):
+        if split not in data:
+            raise ValueError(
+                f"got a DatasetDict with splits {sorted(data)}; asked for split={split!r}. Pass one of those."
+            )
+        return data[split]
+    if split is not None and data.split is not None and str(data.split) != split:
+        raise ValueError(
+            f"got a single Dataset (split {str(data.split)!r}), not a DatasetDict; asked for split {split!r}. "
+            f"Pass split={str(data.split)!r} or split=None."
+        )
+    return data
+
+
+def load_jat_dataset(
+    task: str,
+    split: str | None = "train",
+    path: str | os.PathLike | Dataset | DatasetDict | None = None,
+    streaming: bool = False,
+    validate: bool | int = True,
+    cache_dir: str | None = None,
+) -> Dataset | IterableDataset:
+    """Loads a task's episodes from the Hub or from local data, and validates them.
+
+    Args:
+        task: Task name (the Hub config), e.g. ``"metaworld-reach"``.
+        split: ``"train"`` or ``"test"``; ``None`` only for a single-split ``Dataset``.
+        path: ``None`` for the Hub (``jat-project/jat-dataset``); a folder written by the
+            collectors (``<path>/<task>/``), a task folder, a parquet file; or an in-memory
+            ``Dataset`` / ``DatasetDict``.
+        streaming: Return an ``IterableDataset`` (episodes validated lazily as they are read).
+        validate: ``True`` validates every episode, an int the first that many, ``False`` none.
+        cache_dir: ``datasets`` cache folder (Hub downloads, parquet conversion).
+
+    Returns:
+        The split: one row per episode, columns as in the Hub.
+
+    Raises:
+        ConnectionError: Hub path in offline mode (at once) or without network.
+        FileNotFoundError: Nothing for ``task`` under ``path``.
+        ValueError: Wrong split for a ``DatasetDict``, a single ``Dataset`` under another split.
+        DatasetValidationError: The data does not follow the task's schema (names episode and column).
+
+    Example:
+        >>> ds = load_jat_dataset("babyai-go-to-red-ball", path="data/")  # doctest: +SKIP
+        >>> ds[0]["discrete_actions"][:3]  # doctest: +SKIP
+        [1, 2, 2]
+    """
+    schema = None
+    if path is None:
+        dataset = _load_from_hub(task, split, streaming, cache_dir)
+    elif isinstance(path, DatasetDict | Dataset):
+        dataset = _select_in_memory(path, split)
+        dataset = dataset.to_iterable_dataset() if streaming else dataset
+    else:
+        found = find_local_dataset(task, path)
+        dataset = open_local_dataset(found, split, streaming, cache_dir)
+        metadata = read_metadata(found.directory)
+        if metadata and metadata.get("schema"):
+            schema = EpisodeSchema.from_dict(metadata["schema"])
+    if validate is False:
+        return dataset
+    if isinstance(dataset, IterableDataset):
+        return validate_iterable(dataset, task=task, schema=schema)
+    max_episodes = None if validate is True else int(validate)
+    return validate_dataset(dataset, task=task, split=None, schema=schema, max_episodes=max_episodes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceScores:
+    """Expert and random reference returns of a collected dataset (raw episode returns).
+
+    Attributes:
+        task: Task name.
+        expert_mean: Mean return over all collected episodes (train + test), as JAT defines the expert score.
+        expert_std: Their standard deviation.
+        random_mean: Mean return of a uniform random policy (``None`` if not measured).
+        random_std: Its standard deviation.
+        expert_episodes: Episodes behind ``expert_mean``.
+        random_episodes: Episodes behind ``random_mean``.
+        success_rate: Fraction of successful expert episodes when the env reports success.
+        env_id: The environment the data came from (with its version).
+        expert: The expert's name.
+    """
+
+    task: str
+    expert_mean: float
+    expert_std: float
+    random_mean: float | None
+    random_std: float | None
+    expert_episodes: int
+    random_episodes: int
+    success_rate: float | None = None
+    env_id: str | None = None
+    expert: str | None = None
+
+
+def load_metadata(path: str | os.PathLike, task: str) -> dict[str, Any]:
+    """Reads the ``jat_metadata.json`` written beside a collected dataset.
+
+    Args:
+        path: The collector's ``out`` folder (or the task folder).
+        task: Task name.
+
+    Returns:
+        The metadata (schema, seeds, splits, env id and versions, expert, reference scores).
+    """
+    found = find_local_dataset(task, path)
+    metadata = read_metadata(found.directory)
+    if metadata is None:
+        raise FileNotFoundError(
+            f"{found.directory} has no {METADATA_FILE}: it was not written by jat_policy's collector "
+            "(Hub downloads carry no reference scores; use the task registry's)."
+        )
+    return metadata
+
+
+def load_reference_scores(path: str | os.PathLike, task: str) -> ReferenceScores:
+    """Reference scores stored with a collected dataset, to normalise tasks the registry does not know.
+
+    Args:
+        path: The collector's ``out`` folder (or the task folder).
+        task: Task name.
+
+    Returns:
+        The expert (dataset mean return) and random (random-policy mean return) scores.
+    """
+    metadata = load_metadata(path, task)
+    scores = metadata.get("scores") or {}
+    expert, random = scores.get("expert") or {}, scores.get("random") or {}
+    if "mean" not in expert:
+        raise ValueError(f"{METADATA_FILE} for task {task!r} has no expert score (keys: {sorted(scores)}).")
+    return ReferenceScores(
+        task=metadata.get("task", task),
+        expert_mean=float(expert["mean"]),
+        expert_std=float(expert.get("std", 0.0)),
+        random_mean=None if random.get("mean") is None else float(random["mean"]),
+        random_std=None if random.get("std") is None else float(random["std"]),
+        expert_episodes=int(expert.get("episodes", 0)),
+        random_episodes=int(random.get("episodes", 0)),
+        success_rate=scores.get("success_rate"),
+        env_id=(metadata.get("env") or {}).get("id"),
+        expert=(metadata.get("expert") or {}).get("name"),
+    )

@@ -1,0 +1,222 @@
+"""On-disk layout of collected datasets, atomic writes, and the ``jat_metadata.json`` beside the data.
+
+Layout (``out`` is the folder given to the collector; one sub-folder per task, like the Hub's
+configs)::
+
+    <out>/<task>/
+        dataset_dict.json  train/  test/          # format="disk" (DatasetDict.save_to_disk)
+        train-00000-of-00001.parquet  test-...    # or format="parquet" (the Hub's file names)
+        jat_metadata.json                         # reference scores, seeds, env id/versions, expert
+
+A dataset is first written to a hidden staging folder next to the target and then renamed into
+place, so an interrupted collection leaves either the old dataset or nothing, never half a one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset, DatasetDict
+
+METADATA_FILE = "jat_metadata.json"
+FORMATS = ("disk", "parquet")
+_MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's push_to_hub default shard size
+
+
+@contextlib.contextmanager
+def quiet_datasets() -> Iterator[None]:
+    """Hides ``datasets``' own progress bars (Arrow writing, parquet export) for the duration."""
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def task_dirname(task: str) -> str:
+    """The folder name of a task's dataset (Gymnasium ids such as ``ALE/Pong-v5`` lose their slash)."""
+    if not task or task in {".", ".."}:
+        raise ValueError(f"task={task!r} is not a usable dataset name.")
+    return task.replace("/", "--").replace("\\", "--")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def write_metadata(directory: str | os.PathLike, metadata: dict[str, Any]) -> Path:
+    """Writes ``jat_metadata.json`` into ``directory`` and returns its path."""
+    path = Path(directory) / METADATA_FILE
+    path.write_text(json.dumps(metadata, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def read_metadata(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """Reads ``jat_metadata.json`` from ``directory``; ``None`` when there is none."""
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it or restore it from the collector.") from None
+
+
+def _write_parquet(dataset: DatasetDict, directory: Path, max_shard_bytes: int) -> None:
+    for split, data in dataset.items():
+        num_shards = max(1, math.ceil(data.data.nbytes / max_shard_bytes))
+        for index in range(num_shards):
+            shard = data.shard(num_shards, index, contiguous=True)
+            shard.to_parquet(str(directory / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"))
+
+
+class StagedWrite:
+    """Context manager that stages a dataset next to its target and renames it into place on commit.
+
+    Args:
+        out: Parent folder (``<out>`` in the layout above).
+        task: Task name; the dataset goes to ``<out>/<task_dirname(task)>``.
+        overwrite: Replace an existing dataset on commit; otherwise fail before any work is done.
+
+    Example:
+        >>> import tempfile
+        >>> from datasets import Dataset, DatasetDict
+        >>> with StagedWrite(tempfile.mkdtemp(), "my-task") as stage:
+        ...     path = stage.commit(DatasetDict({"train": Dataset.from_dict({"rewards": [[1.0]]})}), {})
+    """
+
+    def __init__(self, out: str | os.PathLike, task: str, overwrite: bool = False):
+        self.target = Path(out) / task_dirname(task)
+        self.overwrite = overwrite
+        if self.target.exists() and not overwrite:
+            raise FileExistsError(f"{self.target} already exists: pass overwrite=True (--overwrite) or another out.")
+        self.staging = Path(out) / f".{self.target.name}.tmp-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Scratch space inside the staging folder (e.g. for ``Dataset.from_generator``'s cache)."""
+        return self.staging / "cache"
+
+    def __enter__(self) -> StagedWrite:
+        self.cache_dir.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def commit(
+        self,
+        dataset: DatasetDict,
+        metadata: dict[str, Any],
+        format: str = "disk",
+        max_shard_bytes: int = _MAX_SHARD_BYTES,
+    ) -> Path:
+        """Writes ``dataset`` + metadata to the staging folder, then renames it to the target.
+
+        Args:
+            dataset: The splits to write.
+            metadata: Written as ``jat_metadata.json`` beside the data.
+            format: ``"disk"`` (``save_to_disk``) or ``"parquet"`` (Hub-style shards).
+            max_shard_bytes: Parquet shard size.
+
+        Returns:
+            The target folder.
+        """
+        if format not in FORMATS:
+            raise ValueError(f"format={format!r}: expected one of {FORMATS}.")
+        data_dir = self.staging / "dataset"
+        with quiet_datasets():
+            if format == "disk":
+                # an empty split saved with the default sharding writes no Arrow file and cannot be loaded back
+                empty = {split: 1 for split, data in dataset.items() if len(data) == 0}
+                dataset.save_to_disk(str(data_dir), num_shards=empty or None)
+            else:
+                data_dir.mkdir()
+                _write_parquet(dataset, data_dir, max_shard_bytes)
+        write_metadata(data_dir, metadata)
+        old = None
+        if self.target.exists():
+            if not self.overwrite:
+                raise FileExistsError(f"{self.target} appeared while collecting; not overwriting it.")
+            old = self.staging / "old"
+            os.replace(self.target, old)
+        os.replace(data_dir, self.target)  # atomic on one filesystem
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+
+def save_dataset(
+    dataset: DatasetDict | Dataset,
+    out: str | os.PathLike,
+    task: str,
+    metadata: dict[str, Any] | None = None,
+    format: str = "disk",
+    overwrite: bool = False,
+) -> Path:
+    """Atomically writes a dataset (and its metadata) to ``<out>/<task>/`` in the layout above.
+
+    Args:
+        dataset: A ``DatasetDict`` (e.g. train/test) or a ``Dataset`` (saved as split ``train``).
+        out: Parent folder.
+        task: Task name.
+        metadata: Content of ``jat_metadata.json`` (``{}`` when omitted).
+        format: ``"disk"`` or ``"parquet"``.
+        overwrite: Replace an existing dataset.
+
+    Returns:
+        The dataset folder.
+    """
+    if isinstance(dataset, Dataset):
+        dataset = DatasetDict({"train": dataset})
+    with StagedWrite(out, task, overwrite) as stage:
+        return stage.commit(dataset, metadata or {}, format)
+
+
+def push_to_hub(path: str | os.PathLike, task: str, repo_id: str, private: bool = False) -> None:
+    """Uploads a collected dataset to the Hub as config ``task`` of ``repo_id`` (parquet, like jat-dataset).
+
+    Args:
+        path: The ``out`` folder given to the collector (or the task folder itself).
+        task: Task name (becomes the Hub config name).
+        repo_id: Dataset repository, e.g. ``"me/my-jat-data"``.
+        private: Create the repository as private.
+    """
+    from jat_policy.data.loading import find_local_dataset, open_local_dataset
+
+    found = find_local_dataset(task, path)
+    dataset = DatasetDict({split: open_local_dataset(found, split) for split in found.splits})
+    try:
+        dataset.push_to_hub(repo_id, config_name=task, private=private)
+        metadata = found.directory / METADATA_FILE
+        if metadata.is_file():
+            from huggingface_hub import HfApi
+
+            HfApi().upload_file(
+                path_or_fileobj=str(metadata),
+                path_in_repo=f"{task}/{METADATA_FILE}",
+                repo_id=repo_id,
+                repo_type="dataset",
+            )
+    except (ConnectionError, OSError) as error:
+        raise ConnectionError(
+            f"Could not push {found.directory} to the Hub repo {repo_id!r} ({type(error).__name__}: {error}). "
+            "Check `huggingface-cli login`, network access and HF_HUB_OFFLINE; the local copy is intact."
+        ) from error
