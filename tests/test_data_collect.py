@@ -195,7 +195,8 @@ def test_cli_collect(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_metaworld_door_open_scripted_success():
-    result = collect("metaworld-door-open", "scripted", 20, progress=False, random_episodes=0, workers=0)
+    # door-open needs 74-96 steps: within JAT's 100-step episodes the scripted policy succeeds ~92% of the time
+    result = collect("metaworld-door-open", "scripted", 100, progress=False, random_episodes=0, workers=0)
     assert result.success_rate >= 0.9
 
 

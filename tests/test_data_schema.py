@@ -309,6 +309,20 @@ def test_hub_offline_fails_fast_without_calling_datasets(monkeypatch):
         load_jat_dataset("metaworld-reach")
 
 
+def test_hub_unresolvable_fails_fast(monkeypatch):
+    import socket
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror("Name or service not known")
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not retry for 25 s"))
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConnectionError, match="does not resolve"):
+        load_jat_dataset("babyai-go-to")
+
+
 def test_hub_connection_errors_are_explained(monkeypatch):
     calls = []
 
@@ -317,6 +331,7 @@ def test_hub_connection_errors_are_explained(monkeypatch):
         raise ConnectionError("Couldn't reach 'jat-project/jat-dataset' on the Hub (LocalEntryNotFoundError)")
 
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    monkeypatch.setattr("jat_policy.data.loading._hub_resolvable", lambda: True)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     with pytest.raises(ConnectionError, match="Could not load 'jat-project/jat-dataset' config 'atari-pong'"):

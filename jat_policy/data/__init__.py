@@ -9,7 +9,8 @@
 - Experts: :class:`BabyAIBotExpert`, :class:`MetaWorldScriptedExpert`, :class:`SB3Expert`,
   :class:`RandomExpert`, :func:`make_expert`; :func:`train_expert` trains an SB3 one.
 
-``collect`` and the experts load their environment packages lazily.
+Every name loads on first use (a collector's worker process imports only
+:mod:`jat_policy.data.rollout`, without ``datasets``); environment packages load when an env is built.
 """
 
 from __future__ import annotations
@@ -17,42 +18,43 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from jat_policy.data.images import encode_frame, frame_to_image, frame_to_png, image_to_frame
-from jat_policy.data.loading import (
-    HUB_REPO_ID,
-    ReferenceScores,
-    find_local_dataset,
-    load_jat_dataset,
-    load_metadata,
-    load_reference_scores,
-)
-from jat_policy.data.schema import (
-    ATARI_FEATURES,
-    BABYAI_FEATURES,
-    DOMAIN_SCHEMAS,
-    METAWORLD_FEATURES,
-    MUJOCO_FEATURES,
-    DatasetValidationError,
-    EpisodeSchema,
-    get_features,
-    schema_for_task,
-)
-from jat_policy.data.storage import METADATA_FILE, push_to_hub, save_dataset
-from jat_policy.data.validation import validate_dataset, validate_episode, validate_features
-
-# names whose modules import gymnasium & co: loaded on first use
-_LAZY = {
-    "collect": "jat_policy.data.collect",
-    "CollectResult": "jat_policy.data.collect",
-    "Expert": "jat_policy.data.experts",
-    "ExpertFailure": "jat_policy.data.experts",
-    "BabyAIBotExpert": "jat_policy.data.experts",
-    "MetaWorldScriptedExpert": "jat_policy.data.experts",
-    "SB3Expert": "jat_policy.data.experts",
-    "RandomExpert": "jat_policy.data.experts",
-    "make_expert": "jat_policy.data.experts",
-    "train_expert": "jat_policy.data.experts",
+_MODULES: dict[str, list[str]] = {
+    "jat_policy.data.images": ["encode_frame", "frame_to_image", "frame_to_png", "image_to_frame"],
+    "jat_policy.data.loading": [
+        "HUB_REPO_ID",
+        "ReferenceScores",
+        "find_local_dataset",
+        "load_jat_dataset",
+        "load_metadata",
+        "load_reference_scores",
+    ],
+    "jat_policy.data.schema": [
+        "ATARI_FEATURES",
+        "BABYAI_FEATURES",
+        "DOMAIN_SCHEMAS",
+        "METAWORLD_FEATURES",
+        "MUJOCO_FEATURES",
+        "DatasetValidationError",
+        "EpisodeSchema",
+        "get_features",
+        "schema_for_task",
+    ],
+    "jat_policy.data.storage": ["METADATA_FILE", "push_to_hub", "save_dataset"],
+    "jat_policy.data.validation": ["validate_dataset", "validate_episode", "validate_features"],
+    "jat_policy.data.collect": ["CollectResult", "collect"],
+    "jat_policy.data.experts": [
+        "BabyAIBotExpert",
+        "Expert",
+        "ExpertFailure",
+        "MetaWorldScriptedExpert",
+        "RandomExpert",
+        "SB3Expert",
+        "make_expert",
+        "train_expert",
+    ],
 }
+# public name -> module defining it
+_LAZY: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = [
     "ATARI_FEATURES",
@@ -62,9 +64,17 @@ __all__ = [
     "METADATA_FILE",
     "METAWORLD_FEATURES",
     "MUJOCO_FEATURES",
+    "BabyAIBotExpert",
+    "CollectResult",
     "DatasetValidationError",
     "EpisodeSchema",
+    "Expert",
+    "ExpertFailure",
+    "MetaWorldScriptedExpert",
+    "RandomExpert",
     "ReferenceScores",
+    "SB3Expert",
+    "collect",
     "encode_frame",
     "find_local_dataset",
     "frame_to_image",
@@ -74,23 +84,14 @@ __all__ = [
     "load_jat_dataset",
     "load_metadata",
     "load_reference_scores",
+    "make_expert",
     "push_to_hub",
     "save_dataset",
     "schema_for_task",
+    "train_expert",
     "validate_dataset",
     "validate_episode",
     "validate_features",
-    # lazy
-    "BabyAIBotExpert",
-    "CollectResult",
-    "Expert",
-    "ExpertFailure",
-    "MetaWorldScriptedExpert",
-    "RandomExpert",
-    "SB3Expert",
-    "collect",
-    "make_expert",
-    "train_expert",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,6 +106,28 @@ if TYPE_CHECKING:  # pragma: no cover
         make_expert,
         train_expert,
     )
+    from jat_policy.data.images import encode_frame, frame_to_image, frame_to_png, image_to_frame
+    from jat_policy.data.loading import (
+        HUB_REPO_ID,
+        ReferenceScores,
+        find_local_dataset,
+        load_jat_dataset,
+        load_metadata,
+        load_reference_scores,
+    )
+    from jat_policy.data.schema import (
+        ATARI_FEATURES,
+        BABYAI_FEATURES,
+        DOMAIN_SCHEMAS,
+        METAWORLD_FEATURES,
+        MUJOCO_FEATURES,
+        DatasetValidationError,
+        EpisodeSchema,
+        get_features,
+        schema_for_task,
+    )
+    from jat_policy.data.storage import METADATA_FILE, push_to_hub, save_dataset
+    from jat_policy.data.validation import validate_dataset, validate_episode, validate_features
 
 
 def __getattr__(name: str) -> Any:
@@ -114,3 +137,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -37,8 +37,9 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from datasets.exceptions import DatasetGenerationError
 
-from jat_policy.data.experts import ExpertFailure, RandomExpert, expert_name, make_expert, silenced_stdout
-from jat_policy.data.schema import ACTION_COLUMNS, OBSERVATION_COLUMNS, REWARD_COLUMN, EpisodeSchema, task_domain
+from jat_policy.data.experts import RandomExpert, expert_name, make_expert
+from jat_policy.data.rollout import EnvSource, EpisodeResult, init_worker, play, play_chunk
+from jat_policy.data.schema import ACTION_COLUMNS, OBSERVATION_COLUMNS, EpisodeSchema, task_domain
 from jat_policy.data.storage import StagedWrite, push_to_hub, quiet_datasets
 from jat_policy.data.validation import validate_dataset
 
@@ -49,20 +50,6 @@ _PACKAGES = ("gymnasium", "ale-py", "minigrid", "metaworld", "mujoco", "stable-b
 
 # ----------------------------------------------------------------------------------------------------------------
 # one episode
-
-
-@dataclasses.dataclass
-class EpisodeResult:
-    """One played episode (``row`` is ``None`` when the expert failed)."""
-
-    index: int
-    seed: int
-    row: dict[str, Any] | None
-    episode_return: float = 0.0
-    length: int = 0
-    success: bool | None = None
-    failure: str | None = None
-    seconds: float = 0.0
 
 
 def env_schema(env: Any) -> EpisodeSchema:
@@ -82,170 +69,33 @@ def env_schema(env: Any) -> EpisodeSchema:
     return EpisodeSchema(observation_columns, ACTION_COLUMNS["continuous"], size, int(action_space.shape[0]))
 
 
-class _Recorder:
-    """Accumulates one episode's steps in the dataset's column format."""
-
-    def __init__(self, env: Any):
-        from gymnasium import spaces
-
-        self.keys = [key for key in OBSERVATION_COLUMNS if key in env.observation_space.spaces]
-        self.discrete = isinstance(env.action_space, spaces.Discrete)
-        self.low, self.high = (None, None) if self.discrete else (env.action_space.low, env.action_space.high)
-        self.steps: dict[str, list] = {OBSERVATION_COLUMNS[key]: [] for key in self.keys}
-        self.actions: list = []
-        self.rewards: list[float] = []
-
-    def observe(self, obs: dict[str, Any]) -> None:
-        from jat_policy.data.images import encode_frame
-
-        for key in self.keys:
-            value = obs[key]
-            if key == "continuous_observation":
-                value = np.asarray(value, dtype=np.float32)[:-1]  # raw obs: drop the appended reward
-            elif key == "discrete_observation":
-                value = np.asarray(value, dtype=np.int64).reshape(-1)
-            elif key == "text_observation":
-                from jat_policy.wrappers import decode_text
-
-                value = decode_text(value)
-            else:
-                value = encode_frame(value)  # one RGBA PNG per step, as on the Hub
-            self.steps[OBSERVATION_COLUMNS[key]].append(value)
-
-    def act(self, action: Any) -> Any:
-        """Records the action as executed (continuous ones clipped to the space) and returns it."""
-        if self.discrete:
-            action = int(np.asarray(action).reshape(()))
-        else:
-            action = np.clip(np.asarray(action, dtype=np.float32).reshape(self.low.shape), self.low, self.high)
-        self.actions.append(action)
-        return action
-
-    def row(self) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for column, values in self.steps.items():
-            row[column] = np.stack(values) if column.startswith(("continuous", "discrete")) else values
-        action_column = ACTION_COLUMNS["discrete" if self.discrete else "continuous"]
-        row[action_column] = np.asarray(self.actions, dtype=np.int64 if self.discrete else np.float32)
-        row[REWARD_COLUMN] = np.asarray(self.rewards, dtype=np.float32)
-        return row
-
-
-def _update_success(flag: bool | None, info: dict[str, Any]) -> bool | None:
-    """Meta-World reports ``info["success"]`` every step (success = at any step); SB3-style envs ``is_success``."""
-    if "success" in info:
-        return bool(flag) or bool(info["success"])
-    if "is_success" in info:
-        return bool(info["is_success"])
-    return flag
-
-
-def run_episode(
-    env: Any, expert: Callable[[dict[str, Any]], Any], seed: int, max_steps: int | None = None, index: int = 0
-) -> EpisodeResult:
-    """Plays one episode and returns it as a dataset row (or the expert's failure).
-
-    Args:
-        env: A wrapped env (step-dict observations).
-        expert: ``expert(obs) -> action``, with an optional ``reset(env, seed)`` hook.
-        seed: Passed to ``env.reset`` and to the expert's hook.
-        max_steps: Truncate the episode after this many steps (``None``: the env's own limit).
-        index: Episode index (recorded in the result).
-
-    Returns:
-        The episode (``row`` in the dataset's column format) or the failure reason.
-    """
-    start = time.perf_counter()
-    recorder = _Recorder(env)
-    obs, info = env.reset(seed=seed)
-    success: bool | None = None
-    try:
-        if hasattr(expert, "reset"):
-            expert.reset(env, seed)
-        while True:
-            recorder.observe(obs)
-            action = recorder.act(expert(obs))
-            obs, reward, terminated, truncated, info = env.step(action)
-            recorder.rewards.append(float(reward))
-            success = _update_success(success, info)
-            if terminated or truncated or (max_steps is not None and len(recorder.rewards) >= max_steps):
-                break
-    except ExpertFailure as failure:
-        return EpisodeResult(index, seed, None, failure=str(failure), seconds=time.perf_counter() - start)
-    if success is None and "text_observation" in recorder.keys:  # BabyAI: a positive reward ends a solved mission
-        success = bool(terminated and reward > 0)
-    rewards = recorder.rewards
-    return EpisodeResult(
-        index, seed, recorder.row(), float(np.sum(rewards, dtype=np.float64)), len(rewards), success,
-        seconds=time.perf_counter() - start,
-    )  # fmt: skip
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# envs and workers
-
-
-@dataclasses.dataclass
-class _EnvSource:
-    """How to (re)build the env in a worker: a task name / Gymnasium id, or a picklable factory."""
-
-    task: str | None = None
-    factory: Callable[[], Any] | None = None
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def build(self) -> Any:
-        from jat_policy.wrappers import make_env, wrap_env
-
-        if self.factory is not None:
-            return wrap_env(self.factory())
-        _import_env_package(self.task or "")
-        return make_env(self.task, **self.env_kwargs)
-
-
-def _import_env_package(env_id: str) -> None:
-    """Registers ids of optional packages, so ``make_env("ALE/Pong-v5")`` finds them."""
-    import gymnasium as gym
-
-    if env_id.startswith("ALE/"):
-        import ale_py
-
-        gym.register_envs(ale_py)
-    elif env_id.startswith(("BabyAI-", "MiniGrid-")):
-        import minigrid  # noqa: F401
-    elif env_id.startswith("Meta-World/"):
-        import metaworld  # noqa: F401
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_episode(source: _EnvSource, expert: Any, index: int, seed: int, max_steps: int | None, quiet: bool) -> Any:
-    """Runs in a worker process: builds env/expert once (lazily: a failing build reports instead of respawning)."""
-    if "env" not in _WORKER:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per worker
-        _WORKER["env"] = source.build()
-        _WORKER["experts"] = {}
-    key = id(type(expert)), expert_name(expert)
-    local = _WORKER["experts"].setdefault(key, expert)
-    return _play(_WORKER["env"], local, index, seed, max_steps, quiet)
-
-
-def _play(env: Any, expert: Any, index: int, seed: int, max_steps: int | None, quiet: bool) -> EpisodeResult:
-    if not quiet:
-        return run_episode(env, expert, seed, max_steps, index)
-    with silenced_stdout():
-        return run_episode(env, expert, seed, max_steps, index)
+# workers
 
 
 class _Runner:
-    """Plays episodes in this process or in a pool of worker processes, yielding results in index order."""
+    """Plays episodes in this process or in a pool of worker processes, yielding results in index order.
+
+    Episodes go to workers in chunks of consecutive indices (short BabyAI episodes take ~1 ms: one
+    message per episode would cost more than the episode), a few chunks per worker in flight.
+    """
 
     def __init__(
-        self, source: _EnvSource, env: Any, workers: int, start_method: str, max_steps: int | None, quiet: bool
+        self,
+        source: EnvSource,
+        env: Any,
+        experts: dict[str, Any],
+        workers: int,
+        start_method: str,
+        max_steps: int | None,
+        quiet: bool,
     ):
-        self.source, self.env, self.workers = source, env, workers
+        self.env, self.experts, self.workers = env, experts, workers
         self.max_steps, self.quiet = max_steps, quiet
-        self.pool = multiprocessing.get_context(start_method).Pool(workers) if workers > 1 else None
+        self.pool = None
+        if workers > 1:
+            context = multiprocessing.get_context(start_method)
+            self.pool = context.Pool(workers, init_worker, (source, experts, max_steps, quiet))
 
     def close(self, ok: bool) -> None:
         if self.pool is not None:
@@ -255,36 +105,41 @@ class _Runner:
                 self.pool.terminate()  # interrupted: stop the workers now
             self.pool.join()
 
-    def _submit(self, expert: Any, index: int, seed: int) -> Any:
-        args = (self.source, expert, index, seed, self.max_steps, self.quiet)
+    def _submit(self, key: str, jobs: list[tuple[int, int]]) -> Any:
         if self.pool is None:
-            result = _play(self.env, expert, index, seed, self.max_steps, self.quiet)
-            return _Done(result)
-        return self.pool.apply_async(_worker_episode, args)
+            expert = self.experts[key]
+            return _Done([play(self.env, expert, i, seed, self.max_steps, self.quiet) for i, seed in jobs])
+        return self.pool.apply_async(play_chunk, (key, jobs))
 
-    def run(self, expert: Any, seeds: Callable[[int], int], wanted: int, max_attempts: int) -> Iterator[EpisodeResult]:
+    def run(self, key: str, seeds: Callable[[int], int], wanted: int, max_attempts: int) -> Iterator[EpisodeResult]:
         """Yields results (failures included) in index order until ``wanted`` succeeded or attempts run out."""
-        pending: collections.OrderedDict[int, Any] = collections.OrderedDict()
-        window = 2 * self.workers if self.pool is not None else 1
-        next_index, succeeded = 0, 0
+        pending: collections.deque[tuple[int, Any]] = collections.deque()
+        window, chunk = (4 * self.workers, max(1, min(16, wanted // (8 * self.workers)))) if self.pool else (1, 1)
+        next_index = succeeded = in_flight = 0
         while succeeded < wanted:
-            while len(pending) < window and succeeded + len(pending) < wanted and next_index < max_attempts:
-                pending[next_index] = self._submit(expert, next_index, seeds(next_index))
-                next_index += 1
+            while len(pending) < window and succeeded + in_flight < wanted and next_index < max_attempts:
+                stop = min(next_index + min(chunk, wanted - succeeded - in_flight), max_attempts)
+                pending.append(
+                    (stop - next_index, self._submit(key, [(i, seeds(i)) for i in range(next_index, stop)]))
+                )
+                in_flight, next_index = in_flight + stop - next_index, stop
             if not pending:
                 return
-            _, handle = pending.popitem(last=False)
-            result = handle.get()
-            succeeded += result.row is not None
-            yield result
+            size, handle = pending.popleft()
+            in_flight -= size
+            for result in handle.get():
+                if succeeded == wanted:  # later results of the chunk are not needed
+                    return
+                succeeded += result.row is not None
+                yield result
 
 
 @dataclasses.dataclass
 class _Done:
-    result: EpisodeResult
+    results: list[EpisodeResult]
 
-    def get(self) -> EpisodeResult:
-        return self.result
+    def get(self) -> list[EpisodeResult]:
+        return self.results
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -368,21 +223,21 @@ def _split_sizes(n_episodes: int, test_fraction: float) -> tuple[int, int]:
     return n_episodes - n_test, n_test
 
 
-def _resolve_source(task_or_env: Any, task: str | None, env_kwargs: dict[str, Any]) -> tuple[_EnvSource, Any, str]:
+def _resolve_source(task_or_env: Any, task: str | None, env_kwargs: dict[str, Any]) -> tuple[EnvSource, Any, str]:
     """(source for workers, env built here, dataset/task name)."""
     import gymnasium as gym
 
     if isinstance(task_or_env, str):
-        source = _EnvSource(task=task_or_env, env_kwargs=env_kwargs)
+        source = EnvSource(task=task_or_env, env_kwargs=env_kwargs)
         return source, source.build(), task or task_or_env
     if task is None:
         raise ValueError("collect(env or env factory, ...) needs task= (the dataset's name, e.g. 'my-cartpole').")
     if isinstance(task_or_env, gym.Env):
         from jat_policy.wrappers import wrap_env
 
-        return _EnvSource(), wrap_env(task_or_env), task  # an instance cannot go to workers
+        return EnvSource(), wrap_env(task_or_env), task  # an instance cannot go to workers
     if callable(task_or_env):
-        source = _EnvSource(factory=task_or_env)
+        source = EnvSource(factory=task_or_env)
         return source, source.build(), task
     raise TypeError(f"task_or_env must be a task name, a gymnasium.Env or an env factory; got {type(task_or_env)}.")
 
@@ -414,7 +269,7 @@ def _env_metadata(env: Any, task: str) -> dict[str, Any]:
     }
 
 
-def _workers(workers: int, source: _EnvSource, expert: Any, n_episodes: int) -> int:
+def _workers(workers: int, source: EnvSource, expert: Any, n_episodes: int) -> int:
     workers = (os.cpu_count() or 1) if workers <= 0 else workers
     workers = max(1, min(workers, n_episodes))
     if workers > 1 and source.task is None and source.factory is None:
@@ -542,11 +397,12 @@ def collect(
     max_failures = max(10, n_episodes) if max_failures is None else max_failures
     started = time.perf_counter()
     with _scratch(stage) as scratch:
-        runner = _Runner(source, env, workers, start_method, max_steps, quiet_env)
+        experts = {"expert": expert, "random": RandomExpert()}
+        runner = _Runner(source, env, experts, workers, start_method, max_steps, quiet_env)
         ok = False
         try:
             dataset, stats = _collect_splits(
-                runner, expert, seed, n_train, n_test, max_failures, schema, scratch, progress, name, stage is None
+                runner, seed, n_train, n_test, max_failures, schema, scratch, progress, name, stage is None
             )
             random_returns = _random_returns(runner, expert, stats, seed, random_episodes, progress, name)
             ok = True
@@ -580,7 +436,6 @@ def _scratch(stage: StagedWrite | None) -> Iterator[Path]:
 
 def _collect_splits(
     runner: _Runner,
-    expert: Any,
     seed: int,
     n_train: int,
     n_test: int,
@@ -597,7 +452,7 @@ def _collect_splits(
     attempts = wanted + max_failures
     stats = _Stats()
     with tqdm(total=wanted, desc=f"collect {name}", unit="ep", disable=not progress) as bar:
-        results = runner.run(expert, lambda i: seed + i, wanted, attempts)
+        results = runner.run("expert", lambda i: seed + i, wanted, attempts)
         stream = _successful(results, stats, bar, wanted, attempts)
         train = _build_split(stream, n_train, schema, scratch, keep_in_memory)
         test = _build_split(stream, n_test, schema, scratch, keep_in_memory)
@@ -617,7 +472,7 @@ def _random_returns(
     base = seed + RANDOM_SEED_OFFSET
     returns = []
     with tqdm(total=episodes, desc=f"random {name}", unit="ep", disable=not progress) as bar:
-        for result in runner.run(RandomExpert(), lambda j: base + j, episodes, episodes):
+        for result in runner.run("random", lambda j: base + j, episodes, episodes):
             returns.append(result.episode_return)
             bar.update(1)
     return returns, base

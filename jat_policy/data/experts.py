@@ -38,7 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from jat_policy.data.schema import task_domain
+from jat_policy.data.columns import task_domain
 
 
 class ExpertFailure(RuntimeError):

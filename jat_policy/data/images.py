@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from jat_policy.data.schema import IMAGE_SHAPE
+from jat_policy.data.columns import IMAGE_SHAPE
 
 
 def _check_frame(frame: np.ndarray) -> np.ndarray:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset
@@ -144,6 +146,21 @@ def hub_offline() -> bool:
     return any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
+def _hub_resolvable() -> bool:
+    """Whether the Hub's host name resolves: without network huggingface_hub retries for ~25 s before failing.
+
+    Skipped (``True``) behind a proxy, where name resolution is the proxy's business.
+    """
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
+
+
 def _load_from_hub(task: str, split: str | None, streaming: bool, cache_dir: str | None):
     if split is None:
         raise ValueError(f"split=None: the Hub dataset has 'train' and 'test' splits for {task!r}; pass one of them.")
@@ -155,6 +172,10 @@ def _load_from_hub(task: str, split: str | None, streaming: bool, cache_dir: str
         raise ConnectionError(
             f"Cannot load {HUB_REPO_ID!r} config {task!r}: offline mode is on (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE). "
             + advice
+        )
+    if not _hub_resolvable():
+        raise ConnectionError(
+            f"Cannot load {HUB_REPO_ID!r} config {task!r}: the Hub's host does not resolve (no network?). " + advice
         )
     try:
         return datasets.load_dataset(HUB_REPO_ID, task, split=split, streaming=streaming, cache_dir=cache_dir)

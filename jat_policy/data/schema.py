@@ -26,18 +26,14 @@ from typing import Any
 
 from datasets import Features, Image, List, Value
 
-# step-dict key (wrappers) -> dataset column, in the Hub's column order (BabyAI: text before discrete)
-OBSERVATION_COLUMNS: dict[str, str] = {
-    "continuous_observation": "continuous_observations",
-    "text_observation": "text_observations",
-    "discrete_observation": "discrete_observations",
-    "image_observation": "image_observations",
-}
-# action type ("discrete" | "continuous") -> dataset column
-ACTION_COLUMNS: dict[str, str] = {"discrete": "discrete_actions", "continuous": "continuous_actions"}
-REWARD_COLUMN = "rewards"
-IMAGE_SHAPE = (84, 84, 4)  # (H, W, stacked frames); stored as one RGBA image per step
-DOMAINS = ("atari", "babyai", "metaworld", "mujoco")
+from jat_policy.data.columns import (  # noqa: F401 (re-exported: the schema's names live here too)
+    ACTION_COLUMNS,
+    DOMAINS,
+    IMAGE_SHAPE,
+    OBSERVATION_COLUMNS,
+    REWARD_COLUMN,
+    task_domain,
+)
 
 _COLUMN_FEATURES: dict[str, Any] = {
     "continuous_observations": List(List(Value("float32"))),
@@ -144,24 +140,6 @@ ATARI_FEATURES = ATARI_SCHEMA.features()
 BABYAI_FEATURES = BABYAI_SCHEMA.features()
 METAWORLD_FEATURES = METAWORLD_SCHEMA.features()
 MUJOCO_FEATURES = MUJOCO_SCHEMA.features()
-
-
-def task_domain(task: str) -> str | None:
-    """The domain of a task: the registry's when it knows the task, else the name's prefix.
-
-    Args:
-        task: A task name such as ``"metaworld-reach"``, or any other name.
-
-    Returns:
-        One of :data:`DOMAINS`, or ``None`` for tasks outside them (user tasks, Gymnasium ids).
-    """
-    try:
-        from jat_policy.tasks import get_task
-
-        domain = get_task(task).domain
-    except Exception:  # registry absent or task unknown to it: fall back to the name
-        domain = task.split("-", 1)[0]
-    return domain if domain in DOMAINS else None
 
 
 def get_features(domain_or_task: str) -> Features:
