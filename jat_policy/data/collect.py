@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import os
 import pickle
+import sys
 import tempfile
 import time
 import uuid
@@ -339,7 +340,7 @@ def collect(
     seed: int = 0,
     workers: int = 1,
     max_steps: int | None = None,
-    random_episodes: int = 10,
+    random_episodes: int = 100,
     max_failures: int | None = None,
     format: str = "disk",
     overwrite: bool = False,
@@ -545,9 +546,11 @@ class CollectOptions:
     )
     test_fraction: float = field(default=0.1, metadata={"help": "share of episodes in the test split"})
     seed: int = field(default=0, metadata={"help": "episode i uses seed + i"})
-    workers: int = field(default=0, metadata={"help": "worker processes (0: all cores, 1: this process)"})
+    workers: int = field(
+        default=0, metadata={"help": "worker processes (0: all cores, or 1 under 20 episodes; 1: this process)"}
+    )
     max_steps: int = field(default=0, metadata={"help": "truncate episodes after this many steps (0: env limit)"})
-    random_episodes: int = field(default=10, metadata={"help": "episodes of a random policy for the random score"})
+    random_episodes: int = field(default=100, metadata={"help": "episodes of a random policy for the random score"})
     format: str = field(default="disk", metadata={"help": "output format", "choices": ["disk", "parquet"]})
     overwrite: bool = field(default=False, metadata={"help": "replace an existing dataset"})
     push_to_hub: str = field(default="", metadata={"help": "also upload to this Hub dataset repo (config = task)"})
@@ -562,7 +565,24 @@ def cli_main(argv: list[str]) -> int:
     if not options.task:
         print("jat-policy collect: --task is required (e.g. --task babyai-go-to-red-ball).")
         return 2
-    result = collect(
+    try:
+        result = _collect_from_options(options)
+    except KeyboardInterrupt:
+        print("\njat-policy collect: interrupted; no partial dataset was written.", file=sys.stderr)
+        return 130
+    meta = result.metadata
+    success = f", success {result.success_rate:.1%}" if result.success_rate is not None else ""
+    random = f", random {result.random_score:.4g}" if result.random_score is not None else ""
+    print(
+        f"Wrote {meta['splits']['train']['episodes']} train + {meta['splits']['test']['episodes']} test episodes "
+        f"({meta['collection']['steps']} steps, {meta['collection']['seconds']:.1f} s) to {result.path}: "
+        f"expert return {result.expert_score:.4g}{random}{success}, {result.n_failed} failed episodes dropped."
+    )
+    return 0
+
+
+def _collect_from_options(options: CollectOptions) -> CollectResult:
+    return collect(
         options.task,
         options.expert,
         options.episodes,
@@ -577,12 +597,3 @@ def cli_main(argv: list[str]) -> int:
         push_to_hub_repo=options.push_to_hub or None,
         progress=options.progress,
     )
-    meta = result.metadata
-    success = f", success {result.success_rate:.1%}" if result.success_rate is not None else ""
-    random = f", random {result.random_score:.4g}" if result.random_score is not None else ""
-    print(
-        f"Wrote {meta['splits']['train']['episodes']} train + {meta['splits']['test']['episodes']} test episodes "
-        f"({meta['collection']['steps']} steps, {meta['collection']['seconds']:.1f} s) to {result.path}: "
-        f"expert return {result.expert_score:.4g}{random}{success}, {result.n_failed} failed episodes dropped."
-    )
-    return 0
