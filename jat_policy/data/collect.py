@@ -45,6 +45,7 @@ from jat_policy.data.storage import StagedWrite, push_to_hub, quiet_datasets
 from jat_policy.data.validation import validate_dataset
 
 RANDOM_SEED_OFFSET = 1_000_000
+_SOURCE = "the collecting env's spaces"
 FORMAT_VERSION = 1
 _PACKAGES = ("gymnasium", "ale-py", "minigrid", "metaworld", "mujoco", "stable-baselines3", "datasets")
 
@@ -66,8 +67,11 @@ def env_schema(env: Any) -> EpisodeSchema:
         size = keys["discrete_observation"].shape[0]
     action_space = env.action_space
     if isinstance(action_space, spaces.Discrete):
-        return EpisodeSchema(observation_columns, ACTION_COLUMNS["discrete"], size, num_actions=int(action_space.n))
-    return EpisodeSchema(observation_columns, ACTION_COLUMNS["continuous"], size, int(action_space.shape[0]))
+        n = int(action_space.n)
+        return EpisodeSchema(observation_columns, ACTION_COLUMNS["discrete"], size, num_actions=n, source=_SOURCE)
+    return EpisodeSchema(
+        observation_columns, ACTION_COLUMNS["continuous"], size, int(action_space.shape[0]), source=_SOURCE
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
