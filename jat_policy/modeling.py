@@ -24,7 +24,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,26 @@ class KVCache:
         last = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
         return last.max(dim=1).values + 1
 
+    # Added for JatPolicy's rolling context (policy.py): the attention layers append new keys/values
+    # through this method, so a subclass can write them into preallocated storage instead of copying
+    # the whole cache on every step.
+    def extend(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Cached keys/values of ``layer`` followed by the new ``(B, heads, T, hd)`` ones (here: a concatenation).
+
+        Args:
+            layer: Layer index.
+            keys: New keys ``(B, heads, T, hd)``.
+            values: New values ``(B, heads, T, hd)``.
+
+        Returns:
+            Keys and values ``(B, heads, S + T, hd)``.
+        """
+        return torch.cat((self.keys[layer], keys), dim=2), torch.cat((self.values[layer], values), dim=2)
+
+
+KVExtend = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(new keys, new values) -> (all keys, all values)`` of one layer: :meth:`KVCache.extend` bound to it."""
+
 
 def _mask_min(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).min
@@ -210,12 +232,11 @@ class GPTNeoSelfAttentionCore(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
 
-    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values."""
         q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         if past is not None:
-            k = torch.cat((past[0], k), dim=2)  # (B, heads, S + T, hd)
-            v = torch.cat((past[1], v), dim=2)
+            k, v = past(k, v)  # (B, heads, S + T, hd)
         # Logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast).
         out = F.scaled_dot_product_attention(
             q.float(),
@@ -238,7 +259,7 @@ class GPTNeoAttention(nn.Module):
         self.attention_type = config.attention_layers[layer_id]
         self.attention = GPTNeoSelfAttentionCore(config)
 
-    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Applies the module (shapes in the class docstring)."""
         return self.attention(x, bias, past)
 
@@ -269,7 +290,7 @@ class GPTNeoBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mlp = GPTNeoMLP(config)
 
-    def forward(self, x: Tensor, bias: Tensor, past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Applies the module (shapes in the class docstring)."""
         attn_out, k, v = self.attn(self.ln_1(x), bias, past)
         x = x + attn_out
@@ -338,7 +359,7 @@ class JatTransformer(nn.Module):
         x = self.drop(inputs_embeds + self.wpe(position_ids))
         keys, values = [], []
         for i, block in enumerate(self.h):
-            past = (past_key_values.keys[i], past_key_values.values[i]) if past_key_values is not None else None
+            past = partial(past_key_values.extend, i) if past_key_values is not None else None
             x, k, v = block(x, biases[block.attn.attention_type], past)
             keys.append(k)
             values.append(v)
