@@ -1,0 +1,865 @@
+"""``JatPolicy``: the JAT agent behind stable-baselines3's ``predict`` contract, with a rolling KV-cached context.
+
+``predict(observation, state=None, episode_start=None, deterministic=False) -> (actions, state)`` works like an
+SB3 policy's: one observation or a batch (one row per env), actions shaped and typed as SB3 returns them, the
+per-env context carried in an explicit :class:`JatPolicyState` (nothing is stored on the policy), and
+``episode_start`` clearing the context of the envs that start a new episode. It therefore runs unchanged in
+``stable_baselines3.common.evaluation.evaluate_policy`` over ``DummyVecEnv``/``SubprocVecEnv`` of wrapped envs.
+
+Rolling context (DESIGN.md, decision 3). Every env advances in the same forward pass, and each step feeds only
+the two new tokens ``[a_{t-1}, o_t]`` against the KV cache; the action for ``t`` is read at ``o_t``. The
+context window ``W`` is counted in timesteps: at step ``t`` of an episode the model sees exactly the timesteps
+``s(t) .. t``, with positions starting at 0, where::
+
+    s(t) = 0                             if t < W
+    s(t) = (t // (W / 2) - 1) * (W / 2)  otherwise
+
+so when the window is full the oldest half is dropped and the rest re-encoded from position 0 (one extra
+forward over ``W + 1`` tokens every ``W / 2`` steps). Positions are never reused and the memory per env is
+bounded by ``2 W`` tokens, however long the episode. The reference's ``get_next_action`` instead ran four tokens
+per step for one env and let cached positions collapse once its cache was full.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import Tensor
+
+from jat_policy.modeling import JatModel, KVCache, resolve_model_dir
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
+
+POLICY_CONFIG_NAME = "policy.json"
+POLICY_FORMAT = "jat-policy/1"
+ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
+DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
+OBSERVATION_KEYS = ("continuous_observation", "discrete_observation", "image_observation")
+IMAGE_SHAPE = (84, 84, 4)
+_PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
+_GYM_TUPLE_MESSAGE = (
+    "You passed a tuple (observation, info) to predict() instead of the observation dict. You are probably mixing "
+    "the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` (Gymnasium) vs `obs = vec_env.reset()` "
+    "(SB3 VecEnv). Pass `obs` only."
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# Spaces <-> JSON (policy.json; never pickle)
+# --------------------------------------------------------------------------------------------------
+
+
+def _json_number(x: float) -> float | str:
+    return str(float(x)) if not np.isfinite(x) else float(x)  # "inf" / "-inf" / "nan": strict JSON has none
+
+
+def _json_array(array: np.ndarray) -> Any:
+    flat = array.reshape(-1)
+    if flat.size and bool(np.all(flat == flat[0])):
+        return _json_number(flat[0]) if array.dtype.kind == "f" else int(flat[0])  # one value broadcast
+    return [_json_number(v) if array.dtype.kind == "f" else int(v) for v in flat]
+
+
+def space_to_json(space: spaces.Space) -> dict[str, Any]:
+    """Describes a Gymnasium space as JSON-serialisable data (for ``policy.json``).
+
+    Supported: ``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``, ``Text`` and ``Dict`` of those.
+
+    Args:
+        space: The space.
+
+    Returns:
+        A dict that :func:`space_from_json` turns back into an equal space.
+
+    Example:
+        >>> from gymnasium import spaces
+        >>> space_to_json(spaces.Discrete(3))
+        {'type': 'Discrete', 'n': 3, 'start': 0}
+    """
+    if isinstance(space, spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": _json_array(space.low),
+            "high": _json_array(space.high),
+        }
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.MultiDiscrete):
+        return {
+            "type": "MultiDiscrete",
+            "nvec": space.nvec.tolist(),
+            "start": space.start.tolist(),
+            "dtype": np.dtype(space.dtype).name,
+        }
+    if isinstance(space, spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": list(space.shape)}
+    if isinstance(space, spaces.Text):
+        charset = "".join(sorted(space.character_set))
+        return {"type": "Text", "max_length": space.max_length, "min_length": space.min_length, "charset": charset}
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "spaces": {key: space_to_json(sub) for key, sub in space.spaces.items()}}
+    raise ValueError(
+        f"Cannot describe {space} in policy.json: supported spaces are Box, Discrete, MultiDiscrete, MultiBinary, "
+        "Text and Dict."
+    )
+
+
+def _from_json_array(value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    array = np.array([float(v) for v in value] if isinstance(value, list) else float(value), dtype=np.float64)
+    return np.broadcast_to(array, shape).reshape(shape).astype(dtype)
+
+
+def space_from_json(data: dict[str, Any]) -> spaces.Space:
+    """Rebuilds a space written by :func:`space_to_json`.
+
+    Args:
+        data: The JSON description.
+
+    Returns:
+        The space.
+    """
+    kind = data.get("type")
+    if kind == "Box":
+        shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
+        low, high = _from_json_array(data["low"], shape, dtype), _from_json_array(data["high"], shape, dtype)
+        return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+    if kind == "Discrete":
+        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete(
+            np.array(data["nvec"]), dtype=np.dtype(data.get("dtype", "int64")), start=np.array(data["start"])
+        )
+    if kind == "MultiBinary":
+        return spaces.MultiBinary(data["n"])
+    if kind == "Text":
+        return spaces.Text(data["max_length"], min_length=data.get("min_length", 1), charset=data["charset"])
+    if kind == "Dict":
+        return spaces.Dict({key: space_from_json(sub) for key, sub in data["spaces"].items()})
+    raise ValueError(f"Unknown space type {kind!r} in policy.json (expected Box, Discrete, ..., Dict).")
+
+
+# --------------------------------------------------------------------------------------------------
+# State
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JatPolicyState:
+    """Per-env rolling context of a :class:`JatPolicy`, passed to and returned by ``predict``.
+
+    ``predict`` never modifies the state it is given: it returns a new one (tensors that did not change
+    are shared). Keeping an old state and predicting from it again is therefore safe (e.g. to branch).
+
+    Attributes:
+        context_window: ``W``, the window (in timesteps) the state was built for.
+        steps: ``(N,)`` int64, number of observations of the current episode already processed per env
+            (the next observation is timestep ``steps[i]``; 0 means a fresh episode).
+        context_starts: ``(N,)`` int64, ``s(t)``: the first timestep of each env's current context.
+        tokens: Per env, the input embeddings ``(H,)`` of the context's tokens in position order
+            ``[o_s, a_s, ..., o_t]`` (at most ``2 W - 1``), kept to re-encode the newest half when the window
+            rolls over.
+        last_actions: ``(N,)`` int64 action indices or ``(N, k)`` clipped continuous actions returned by the
+            last call (fed back as ``a_{t-1}``); ``None`` before the first call.
+        cache: The :class:`~jat_policy.modeling.KVCache` of every env's context (rows left-padded with
+            invalid slots); ``None`` before the first call.
+    """
+
+    context_window: int
+    steps: np.ndarray
+    context_starts: np.ndarray
+    tokens: tuple[tuple[Tensor, ...], ...]
+    last_actions: Tensor | None = None
+    cache: KVCache | None = field(default=None, repr=False)
+
+    @classmethod
+    def initial(cls, n_envs: int, context_window: int) -> JatPolicyState:
+        """An empty state for ``n_envs`` envs, all at the start of an episode."""
+        zeros = np.zeros(n_envs, dtype=np.int64)
+        return cls(context_window, zeros, zeros.copy(), tuple(() for _ in range(n_envs)))
+
+    @property
+    def n_envs(self) -> int:
+        """Number of envs ``N``."""
+        return len(self.steps)
+
+    @property
+    def context_lengths(self) -> np.ndarray:
+        """``(N,)`` number of timesteps in each env's context after the last step (``t - s(t) + 1``)."""
+        return self.steps - self.context_starts
+
+    def __repr__(self) -> str:
+        cache = None if self.cache is None else f"{self.cache.length} slots"
+        return (
+            f"JatPolicyState(n_envs={self.n_envs}, context_window={self.context_window}, steps={self.steps.tolist()}, "
+            f"context_lengths={self.context_lengths.tolist()}, cache={cache})"
+        )
+
+
+def context_start(t: int, context_window: int) -> int:
+    """``s(t)``: first timestep the model sees at step ``t`` of an episode.
+
+    Args:
+        t: Timestep index in the episode (0-based).
+        context_window: ``W`` in timesteps (even).
+
+    Returns:
+        ``0`` while ``t < W``, then ``(t // (W/2) - 1) * (W/2)``: the window holds between ``W/2 + 1`` and
+        ``W`` timesteps.
+
+    Example:
+        >>> [context_start(t, 4) for t in range(9)]
+        [0, 0, 0, 0, 2, 2, 4, 4, 6]
+    """
+    half = context_window // 2
+    return 0 if t < context_window else (t // half - 1) * half
+
+
+# --------------------------------------------------------------------------------------------------
+# KV-cache row operations (rows = envs)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _KVStore:
+    """Preallocated keys/values ``(B, heads, C, hd)`` per layer, shared by the successive states of a rollout.
+
+    ``end`` marks the columns claimed by the newest state: a state may append in place only if its cache ends
+    there; otherwise (an older state predicted from again) it copies first, so no state ever sees another's
+    tokens.
+    """
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    end: int
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[2]
+
+
+class _StoredCache(KVCache):
+    """A :class:`KVCache` over the columns ``[lo, hi)`` of a :class:`_KVStore`; :meth:`extend` appends in place.
+
+    Appending in place instead of concatenating saves copying the whole cache on every step (the
+    concatenation took more than half of a 16-env step of jat-small on CPU).
+    """
+
+    def __init__(self, store: _KVStore, lo: int, hi: int, positions: Tensor, valid: Tensor) -> None:
+        keys = [k[:, :, lo:hi] for k in store.keys]
+        values = [v[:, :, lo:hi] for v in store.values]
+        super().__init__(keys, values, positions, valid)
+        self.store, self.lo, self.hi = store, lo, hi
+
+    def extend(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Writes the new ``(B, heads, T, hd)`` keys/values after column ``hi`` (claimed by :func:`_reserve`)."""
+        end = self.hi + keys.shape[2]
+        stored_keys, stored_values = self.store.keys[layer], self.store.values[layer]
+        stored_keys[:, :, self.hi : end] = keys
+        stored_values[:, :, self.hi : end] = values
+        return stored_keys[:, :, self.lo : end], stored_values[:, :, self.lo : end]  # (B, heads, S + T, hd)
+
+    def with_slots(self, lo: int, hi: int, positions: Tensor, valid: Tensor) -> _StoredCache:
+        """Another view of the same store."""
+        return _StoredCache(self.store, lo, hi, positions, valid)
+
+
+def _to_store(cache: KVCache, width: int, margin: int) -> _StoredCache:
+    """Copies ``cache`` right-aligned into a new store of ``width + margin`` columns (left slots invalid)."""
+    batch, length = cache.positions.shape
+    pad = width - length
+    store = _KVStore(
+        [k.new_empty(*k.shape[:2], width + margin, k.shape[3]) for k in cache.keys],
+        [v.new_empty(*v.shape[:2], width + margin, v.shape[3]) for v in cache.values],
+        width,
+    )
+    for mine, theirs in zip(store.keys + store.values, cache.keys + cache.values, strict=True):
+        mine[:, :, :pad] = 0.0  # padding slots are masked but must hold finite numbers; the margin is written first
+        mine[:, :, pad:width] = theirs
+    positions = torch.cat((cache.positions.new_zeros(batch, pad), cache.positions), dim=1)  # (B, width)
+    valid = torch.cat((cache.valid.new_zeros(batch, pad), cache.valid), dim=1)
+    return _StoredCache(store, 0, width, positions, valid)
+
+
+def _reserve(cache: _StoredCache, extra: int, margin: int) -> _StoredCache:
+    """A cache that may append ``extra`` slots in place: the same store if it has room and is ours, else a copy."""
+    if cache.store.end != cache.hi or cache.hi + extra > cache.store.capacity:
+        cache = _to_store(cache, cache.length, extra + margin)
+    cache.store.end = cache.hi + extra
+    return cache
+
+
+def _invalidate_rows(cache: _StoredCache, rows: Tensor) -> _StoredCache:
+    """The same slots with every slot of the ``rows`` (bool ``(B,)``) invalid (nothing is modified)."""
+    return cache.with_slots(cache.lo, cache.hi, cache.positions, cache.valid & ~rows[:, None])
+
+
+def _write_rows(cache: _StoredCache, rows: Tensor, part: KVCache, margin: int) -> _StoredCache:
+    """Replaces rows ``rows`` (indices) by ``part`` (right-aligned) in a copy (older states keep theirs)."""
+    cache = _to_store(cache, max(cache.length, part.length), margin)
+    tail = cache.length - part.length
+    for mine, theirs in zip(cache.store.keys + cache.store.values, part.keys + part.values, strict=True):
+        mine[rows, :, tail : cache.hi] = theirs
+    cache.valid[rows] = False
+    cache.valid[rows, tail:] = part.valid
+    cache.positions[rows, tail:] = part.positions
+    return cache
+
+
+def _trim(cache: _StoredCache) -> _StoredCache:
+    """Drops the leading slots that are invalid in every row (a narrower view, no copy)."""
+    used = cache.valid.any(dim=0)  # (S,)
+    first = int(used.to(torch.int8).argmax()) if bool(used.any()) else cache.length
+    if first == 0:
+        return cache
+    return cache.with_slots(cache.lo + first, cache.hi, cache.positions[:, first:], cache.valid[:, first:])
+
+
+# --------------------------------------------------------------------------------------------------
+# Observations
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_text(space: spaces.Space) -> bool:
+    return isinstance(space, spaces.Text)
+
+
+def _decode_text(value: Any) -> list[str]:
+    """Missions as strings, from ``str``/lists of ``str`` or UTF-8 byte arrays (``make_env(text_as_bytes=True)``)."""
+    try:
+        from jat_policy.wrappers import decode_text
+    except ImportError:  # pragma: no cover - the wrappers ship with the package
+        decode_text = None
+    if decode_text is not None:
+        out = decode_text(value)
+        return [out] if isinstance(out, str) else list(out)
+    array = np.asarray(value)
+    if array.dtype.kind in "US":
+        return [str(x) for x in array.reshape(-1)]
+    rows = array.reshape(-1, array.shape[-1]).astype(np.uint8)
+    return [row.tobytes().split(b"\0", 1)[0].decode("utf-8", errors="replace") for row in rows]
+
+
+def _text_batch(key: str, value: Any) -> tuple[bool, int]:
+    """(vectorized, n) of a ``Text`` entry: a ``str`` is one observation, a list/array of strings a batch."""
+    if isinstance(value, str):
+        return False, 1
+    array = np.asarray(value)
+    if array.dtype.kind not in "US" or array.ndim != 1:
+        raise ValueError(
+            f"observation[{key!r}] must be a str (one env) or a list/array of str (one per env), got "
+            f"{type(value).__name__} with shape {array.shape} and dtype {array.dtype}."
+        )
+    return True, len(array)
+
+
+def _array_batch(key: str, value: Any, space: spaces.Space) -> tuple[bool, int]:
+    """(vectorized, n) of an array entry, by comparing its shape with the space's (like SB3)."""
+    shape = np.shape(value)
+    if shape == space.shape:
+        return False, 1
+    if len(shape) == len(space.shape) + 1 and shape[1:] == space.shape:
+        return True, shape[0]
+    hint = ""
+    if key == "image_observation" and shape[-3:] == (4, 84, 84):
+        hint = " Frames must be channel-last (84, 84, 4) as the wrappers return them, not channel-first."
+    raise ValueError(
+        f"observation[{key!r}] has shape {shape}, but the observation space expects {space.shape} for one env or "
+        f"(n_envs, {', '.join(map(str, space.shape))}) for a batch.{hint}"
+    )
+
+
+def _batch_info(observation: dict[str, Any], space: spaces.Dict) -> tuple[bool, int]:
+    """Whether ``observation`` is a batch (one row per env), and its number of envs."""
+    missing = [key for key in space.spaces if key not in observation]
+    if missing:
+        raise ValueError(
+            f"The observation lacks {missing} (it has {sorted(observation)}); the policy was built for the "
+            f"observation space {space}. Was it made for another env?"
+        )
+    found = {}
+    for key, sub in space.spaces.items():
+        found[key] = _text_batch(key, observation[key]) if _is_text(sub) else _array_batch(key, observation[key], sub)
+    if len(set(found.values())) > 1:
+        raise ValueError(
+            "There seems to be a mix of vectorized and non-vectorized observations (or batches of different "
+            f"sizes): (vectorized, n_envs) per key = {found}."
+        )
+    return next(iter(found.values()))
+
+
+# --------------------------------------------------------------------------------------------------
+# Policy
+# --------------------------------------------------------------------------------------------------
+
+
+class JatPolicy:
+    """A JAT model as an SB3-style policy: ``predict(obs, state, episode_start, deterministic)``.
+
+    Args:
+        model: The :class:`~jat_policy.modeling.JatModel` (put in eval mode).
+        observation_space: The wrapped env's observation space: a ``Dict`` JAT step dict (see
+            :func:`jat_policy.wrappers.wrap_env`) with one of ``continuous_observation``, ``discrete_observation``
+            (with ``text_observation``, a ``Text`` or UTF-8 bytes) or ``image_observation``, plus ``reward``.
+        action_space: The env's ``Discrete(n)`` or 1-D ``Box(k,)`` action space.
+        processor: A :class:`~jat_policy.processing.JatProcessor`; it tokenises missions (discrete observations
+            with text). Defaults to the offline default tokenizer when needed.
+        context_window: ``W`` in timesteps (even, at most ``max_position_embeddings // 2``). Default: 32 for
+            image (Atari) observations, 256 otherwise, capped by the model's positions, as in training.
+        device: Device to move the model to (default: leave it where it is).
+
+    Raises:
+        ValueError: For observation or action spaces the checkpoint cannot represent, or a bad context window.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from jat_policy import JatConfig, JatModel, JatPolicy, wrap_env
+        >>> env = wrap_env(gym.make("CartPole-v1"))
+        >>> policy = JatPolicy(JatModel(JatConfig.from_preset("jat-tiny")), env.observation_space, env.action_space)
+        >>> obs, _ = env.reset(seed=0)
+        >>> action, state = policy.predict(obs, deterministic=True)
+        >>> action.shape, action.dtype, state.steps.tolist()
+        ((), dtype('int64'), [1])
+    """
+
+    def __init__(
+        self,
+        model: JatModel,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        processor: Any = None,
+        context_window: int | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not isinstance(model, JatModel):
+            raise TypeError(f"model must be a JatModel, got {type(model).__name__}.")
+        self.model = model.eval() if device is None else model.to(device).eval()
+        self.config = model.config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.text_key = (
+            "text_observation"
+            if isinstance(observation_space, spaces.Dict) and ("text_observation" in observation_space.spaces)
+            else None
+        )
+        self.processor = processor if processor is not None else self._default_processor()
+        self.observation_key = self._check_observation_space(observation_space)
+        self._check_action_space(action_space)
+        self.context_window = self._resolve_context_window(context_window)
+        if isinstance(action_space, spaces.Box):
+            self._low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
+            self._high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"JatPolicy(observation={self.observation_key}, action_space={self.action_space}, "
+            f"context_window={self.context_window}, device={self.device})"
+        )
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model."""
+        return next(self.model.parameters()).device
+
+    def _param_info(self) -> tuple[torch.device, torch.dtype]:
+        param = next(self.model.parameters())
+        return param.device, param.dtype
+
+    # ------------------------------------------------------------------ validation
+    def _check_observation_space(self, space: spaces.Space) -> str:
+        if not isinstance(space, spaces.Dict):
+            raise ValueError(
+                f"JatPolicy reads the JAT step dict, but the observation space is {space}. Wrap the env first: "
+                "`env = jat_policy.wrap_env(env)` (or build it with jat_policy.make_env) and pass its spaces."
+            )
+        keys = [key for key in OBSERVATION_KEYS if key in space.spaces]
+        if len(keys) != 1:
+            raise ValueError(
+                f"The observation space must hold exactly one of {OBSERVATION_KEYS} (JAT encodes one observation "
+                f"modality per token); got keys {list(space.spaces)}."
+            )
+        key, sub, config = keys[0], space.spaces[keys[0]], self.model.config
+        size = int(np.prod(sub.shape)) if sub.shape is not None else 0
+        if key == "continuous_observation" and (len(sub.shape) != 1 or size > config.max_continuous_size):
+            raise ValueError(
+                f"continuous_observation {sub} must be 1-D with at most {config.max_continuous_size} values (obs and "
+                "reward): the checkpoint's continuous encoder is that wide."
+            )
+        if key == "discrete_observation":
+            slots = size + (self.processor.mission_length if self.text_key is not None else 0)
+            if slots != config.max_discrete_value:
+                raise ValueError(
+                    f"discrete_observation {sub} (+ 64 mission tokens when there is a text_observation) gives {slots} "
+                    f"slots, but the checkpoint's multi-discrete encoder takes exactly {config.max_discrete_value} "
+                    "(BabyAI: 148 + 64)."
+                )
+        if key == "image_observation" and tuple(sub.shape) != IMAGE_SHAPE:
+            raise ValueError(
+                f"image_observation must be {IMAGE_SHAPE} uint8 stacked frames (channel-last), got {sub}; build the "
+                "env with jat_policy.make_env / wrap_env."
+            )
+        return key
+
+    def _check_action_space(self, space: spaces.Space) -> None:
+        config = self.model.config
+        if isinstance(space, spaces.Discrete):
+            if space.n > config.vocab_size:
+                raise ValueError(
+                    f"Action space {space} has more actions than the checkpoint's vocabulary ({config.vocab_size}): "
+                    "discrete actions are token ids, so this checkpoint cannot represent it."
+                )
+            return
+        if isinstance(space, spaces.Box):
+            if len(space.shape) != 1 or space.shape[0] > config.max_continuous_size:
+                raise ValueError(
+                    f"Action space {space} must be a 1-D Box of at most {config.max_continuous_size} values (the "
+                    "checkpoint's continuous encoder width); flatten it with a gymnasium ActionWrapper first."
+                )
+            return
+        raise ValueError(
+            f"Unsupported action space {space}: JAT acts in Discrete(n) or 1-D Box(k,) spaces (MultiDiscrete, "
+            "Dict, ... cannot be represented by the checkpoint)."
+        )
+
+    def _default_processor(self) -> Any:
+        if self.text_key is None:
+            return None
+        from jat_policy.processing import JatProcessor
+
+        warnings.warn(
+            "No processor given: missions are tokenised with the default offline tokenizer. Pass the checkpoint's "
+            "processor (JatPolicy.from_pretrained loads it) if the model was trained with another one.",
+            stacklevel=3,
+        )
+        return JatProcessor.from_config(self.model.config)
+
+    def _resolve_context_window(self, context_window: int | None) -> int:
+        limit = self.model.config.max_position_embeddings // 2
+        if context_window is None:
+            default = ATARI_CONTEXT_WINDOW if self.observation_key == "image_observation" else DEFAULT_CONTEXT_WINDOW
+            context_window = min(default, limit - limit % 2)
+        if not isinstance(context_window, int | np.integer) or context_window < 2 or context_window % 2:
+            raise ValueError(f"context_window must be an even int >= 2 (timesteps), got {context_window!r}.")
+        if context_window > limit:
+            raise ValueError(
+                f"context_window={context_window} timesteps needs {2 * context_window} positions, but the model has "
+                f"max_position_embeddings={self.model.config.max_position_embeddings}: use at most {limit}."
+            )
+        return int(context_window)
+
+    # ------------------------------------------------------------------ predict
+    def predict(
+        self,
+        observation: dict[str, Any],
+        state: JatPolicyState | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, JatPolicyState]:
+        """Actions for one observation or a batch, as stable-baselines3's ``BasePolicy.predict``.
+
+        Args:
+            observation: A step dict of one env (entries shaped as the observation space; text a ``str``) or of
+                ``N`` envs (a leading env dimension; text a list/array of ``N`` strings or ``(N, 256)`` bytes).
+            state: The state returned by the previous call, or ``None`` to start every env afresh.
+            episode_start: ``(N,)`` bools: envs whose observation starts a new episode (their context is cleared;
+                the other envs keep theirs). ``None``: no env starts one (unless ``state`` is ``None``).
+            deterministic: Discrete actions: argmax instead of sampling from the softmax. Continuous actions
+                are deterministic either way.
+
+        Returns:
+            ``(actions, state)``: actions ``(N,)`` int64 for ``Discrete`` or ``(N, k)`` in the ``Box``'s dtype,
+            clipped to its bounds (without the leading ``N`` for a single observation), and the new state (the
+            given one is not modified).
+
+        Raises:
+            ValueError: For a Gymnasium ``(obs, info)`` tuple, observations that do not match the observation
+                space, or a state / ``episode_start`` for another number of envs.
+        """
+        if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+            raise ValueError(_GYM_TUPLE_MESSAGE)
+        if not isinstance(observation, dict):
+            raise ValueError(
+                f"JatPolicy.predict expects the JAT step dict (keys {list(self.observation_space.spaces)}), got "
+                f"{type(observation).__name__}. Wrap the env with jat_policy.wrap_env (or use jat_policy.make_env)."
+            )
+        vectorized, n_envs = _batch_info(observation, self.observation_space)
+        state = self._start_state(state, n_envs, episode_start)
+        with torch.no_grad():
+            obs_embeds = self._embed_observations(observation, vectorized)  # (N, H)
+            hidden, state = self._advance(state, obs_embeds)  # (N, H)
+            indices, actions = self._select_actions(hidden, deterministic)
+        state = replace(state, last_actions=indices)
+        return (actions if vectorized else actions.squeeze(axis=0)), state  # SB3 drops the env axis
+
+    def _start_state(self, state: JatPolicyState | None, n_envs: int, episode_start: Any) -> JatPolicyState:
+        if state is None:
+            return JatPolicyState.initial(n_envs, self.context_window)
+        if not isinstance(state, JatPolicyState):
+            raise TypeError(
+                f"state must be a JatPolicyState returned by JatPolicy.predict (or None), got {type(state).__name__}."
+            )
+        if state.n_envs != n_envs:
+            raise ValueError(
+                f"The state holds {state.n_envs} envs but the observation {n_envs}; pass state=None to start over "
+                "when the number of envs changes."
+            )
+        if state.context_window != self.context_window:
+            raise ValueError(
+                f"The state was built with context_window={state.context_window}, the policy uses "
+                f"{self.context_window}; pass state=None to start over."
+            )
+        if episode_start is None:
+            return state
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if starts.shape != (n_envs,):
+            raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs.")
+        if not starts.any():
+            return state
+        return replace(state, steps=np.where(starts, 0, state.steps))
+
+    def _embed_observations(self, observation: dict[str, Any], vectorized: bool) -> Tensor:
+        """``(N, H)`` observation embeddings, with the previous reward."""
+        model = self.model
+        device, dtype = self._param_info()
+
+        def batch(key: str) -> np.ndarray:
+            value = np.asarray(observation[key])
+            return value if vectorized else value[None]
+
+        if self.observation_key == "continuous_observation":
+            values = torch.as_tensor(batch("continuous_observation"), dtype=dtype, device=device)  # (N, n + 1)
+            x = values[:, None, :-1]  # (N, 1, n): the obs; its last entry is the previous reward
+            return model.embed_observations(values[:, None, -1], continuous_observations=x)[:, 0]
+        rewards = torch.zeros(len(batch(self.observation_key)), 1, dtype=dtype, device=device)  # (N, 1)
+        if "reward" in self.observation_space.spaces:
+            rewards = torch.as_tensor(batch("reward"), dtype=dtype, device=device).reshape(-1, 1)
+        if self.observation_key == "image_observation":
+            frames = torch.as_tensor(batch("image_observation"), device=device)  # (N, 84, 84, 4) uint8
+            x = frames.permute(0, 3, 1, 2).to(dtype) * (2.0 / 255.0) - 1.0  # (N, 4, 84, 84) in [-1, 1]
+            return model.embed_observations(rewards, image_observations=x[:, None])[:, 0]
+        grid = batch("discrete_observation").astype(np.int64).reshape(len(rewards), -1)  # (N, m)
+        if self.text_key is not None:
+            missions = _decode_text(observation[self.text_key])  # N strings, single or batched alike
+            grid = np.concatenate([grid, self.processor.tokenize_missions(missions)], axis=1)  # (N, m + 64)
+        x = torch.as_tensor(grid, device=device)[:, None]  # (N, 1, 212)
+        return model.embed_observations(rewards, discrete_observations=x)[:, 0]
+
+    def _embed_actions(self, last_actions: Tensor | None, like: Tensor) -> Tensor:
+        """``(N, H)`` embeddings of ``a_{t-1}`` (zeros before the first action: those tokens are masked)."""
+        if last_actions is None:
+            return torch.zeros_like(like)
+        if isinstance(self.action_space, spaces.Discrete):
+            return self.model.embed_actions(discrete_actions=last_actions[:, None])[:, 0]
+        return self.model.embed_actions(continuous_actions=last_actions[:, None].to(like.dtype))[:, 0]
+
+    # ------------------------------------------------------------------ rolling context
+    def _advance(self, state: JatPolicyState, obs_embeds: Tensor) -> tuple[Tensor, JatPolicyState]:
+        """Feeds ``o_t`` (and ``a_{t-1}``) of every env; returns the hidden states at ``o_t`` ``(N, H)``."""
+        window, half = self.context_window, self.context_window // 2
+        t = state.steps
+        start = t == 0
+        roll = (t >= window) & (t % half == 0)  # the window rolls over: re-encode s(t)..t from position 0
+        act_embeds = self._embed_actions(state.last_actions, obs_embeds)  # (N, H)
+        tokens, starts = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
+        hidden = torch.empty_like(obs_embeds)  # (N, H)
+        cache = None
+        if not roll.all():
+            hidden, cache = self._step(state, obs_embeds, act_embeds, start, roll)
+        if roll.any():
+            rows = np.flatnonzero(roll)
+            hidden_roll, part = self._reencode([tokens[i] for i in rows])
+            rows_t = torch.as_tensor(rows, device=hidden.device)
+            hidden[rows_t] = hidden_roll
+            margin = self._margin
+            cache = _to_store(part, part.length, margin) if cache is None else _write_rows(cache, rows_t, part, margin)
+        new_state = JatPolicyState(window, t + 1, starts, tokens, state.last_actions, _trim(cache))
+        return hidden, new_state
+
+    @property
+    def _margin(self) -> int:
+        # Spare cache columns: the store is compacted (one copy) about every W/4 steps instead of every step.
+        return max(8, self.context_window // 2)
+
+    def _extend_histories(
+        self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
+    ) -> tuple[tuple[tuple[Tensor, ...], ...], np.ndarray]:
+        """New per-env token histories ``[o_s, a_s, ..., o_t]`` and context starts ``s(t)``."""
+        keep = self.context_window - 1  # after a roll: the newest W/2 steps = W tokens, a_{t-1} included
+        tokens, starts = [], state.context_starts.copy()
+        for i, old in enumerate(state.tokens):
+            o, a = obs_embeds[i], act_embeds[i]
+            if start[i]:
+                tokens.append((o,))
+                starts[i] = 0
+            elif roll[i]:
+                tokens.append((*old[-keep:], a, o))
+                starts[i] = state.steps[i] - self.context_window // 2
+            else:
+                tokens.append((*old, a, o))
+        return tuple(tokens), starts
+
+    def _step(
+        self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
+    ) -> tuple[Tensor, _StoredCache]:
+        """One forward of the two new tokens ``[a_{t-1}, o_t]`` of every env against the cache.
+
+        Starting envs feed ``[pad, o_0]`` (the pad masked); envs that roll over take part with masked dummy
+        tokens (their rows are replaced by :meth:`_reencode`).
+        """
+        device = obs_embeds.device
+        reset = torch.as_tensor(start | roll, device=device)
+        lengths = torch.as_tensor([len(tokens) for tokens in state.tokens], device=device)  # position of a_{t-1}
+        positions = torch.stack((lengths, lengths + 1), dim=1)  # (N, 2)
+        positions = torch.where(reset[:, None], 0, positions)
+        mask = torch.ones(state.n_envs, 2, dtype=torch.long, device=device)  # (N, 2)
+        mask[:, 0] = (~reset).long()
+        mask[torch.as_tensor(roll, device=device), 1] = 0
+        past = state.cache
+        if past is not None:
+            if not isinstance(past, _StoredCache):  # e.g. a state assembled by hand
+                past = _to_store(past, past.length, self._margin)
+            if bool(reset.any()):
+                past = _invalidate_rows(past, reset)
+            past = _reserve(past, 2, self._margin)  # the two new tokens are written in place
+        inputs = torch.stack((act_embeds, obs_embeds), dim=1)  # (N, 2, H)
+        hidden, out = self.model.transformer(inputs, mask, positions, past, use_cache=True)
+        if past is None:
+            return hidden[:, 1], _to_store(out, out.length, self._margin)
+        return hidden[:, 1], past.with_slots(past.lo, past.hi + 2, out.positions, out.valid)  # (N, H) at o_t
+
+    def _reencode(self, histories: list[tuple[Tensor, ...]]) -> tuple[Tensor, KVCache]:
+        """Encodes the rolled-over contexts (each ``W + 1`` tokens) from position 0; hidden at ``o_t`` ``(R, H)``."""
+        inputs = torch.stack([torch.stack(tokens) for tokens in histories])  # (R, W + 1, H)
+        rows, length = inputs.shape[:2]
+        positions = torch.arange(length, device=inputs.device).expand(rows, length)  # (R, W + 1)
+        hidden, cache = self.model.transformer(inputs, None, positions, None, use_cache=True)
+        return hidden[:, -1], cache
+
+    # ------------------------------------------------------------------ actions
+    def _select_actions(self, hidden: Tensor, deterministic: bool) -> tuple[Tensor, np.ndarray]:
+        """(indices fed back as ``a_t``, actions returned to the env) from the hidden states at ``o_t``."""
+        space = self.action_space
+        if isinstance(space, spaces.Discrete):
+            # Scoring only the n action rows of the full-vocabulary head equals slicing its logits.
+            weight = self.model.single_discrete_decoder.weight[: space.n]
+            logits = F.linear(hidden, weight).float()  # (N, n)
+            if deterministic:
+                indices = logits.argmax(dim=-1)
+            else:
+                indices = torch.multinomial(logits.softmax(dim=-1), 1).squeeze(-1)  # (N,)
+            actions = indices.cpu().numpy().astype(np.int64) + int(space.start)
+            return indices, actions
+        k = space.shape[0]
+        raw = self.model.decode_actions(hidden[:, None], k)[:, 0].float()  # (N, k)
+        clipped = torch.minimum(torch.maximum(raw, self._low.to(raw.device)), self._high.to(raw.device))
+        return clipped, clipped.cpu().numpy().astype(space.dtype)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Writes the model (``config.json`` + ``model.safetensors``), the processor and ``policy.json``.
+
+        Args:
+            directory: Target directory (created).
+
+        Returns:
+            The directory.
+        """
+        target = Path(directory)
+        self.model.save_pretrained(target)
+        if self.processor is not None:
+            self.processor.save_pretrained(target)
+        meta = {
+            "format": POLICY_FORMAT,
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "context_window": self.context_window,
+            "processor": self.processor is not None,
+        }
+        (target / POLICY_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> JatPolicy:
+        """Loads a policy written by :meth:`save` (spaces and context window from ``policy.json``).
+
+        Args:
+            directory: The directory.
+            device: Device for the model.
+
+        Returns:
+            The policy.
+        """
+        return cls.from_pretrained(directory, device=device)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str | os.PathLike,
+        observation_space: spaces.Space | None = None,
+        action_space: spaces.Space | None = None,
+        processor: Any = None,
+        context_window: int | None = None,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> JatPolicy:
+        """A policy from a checkpoint directory or a Hub repo id (e.g. ``jat-project/jat``) and the env's spaces.
+
+        Args:
+            path_or_hub_id: Local directory or Hub repo id (safetensors only; offline only directories load).
+            observation_space: The wrapped env's observation space; default: the one in ``policy.json``.
+            action_space: The env's action space; default: the one in ``policy.json``.
+            processor: Processor to use; default: the checkpoint's (tokenizer files), if any.
+            context_window: ``W`` in timesteps; default: ``policy.json``'s, else the per-domain default.
+            device: Device for the model.
+            revision: Hub revision.
+            dtype: dtype to cast the weights to.
+
+        Returns:
+            The policy.
+        """
+        directory = resolve_model_dir(path_or_hub_id, revision)
+        meta = _read_policy_config(directory)
+        if (observation_space is None or action_space is None) and meta is None:
+            raise ValueError(
+                f"{directory} has no {POLICY_CONFIG_NAME} (not saved by JatPolicy.save): pass the env's "
+                "observation_space and action_space."
+            )
+        if meta is not None:
+            saved = space_from_json(meta["observation_space"]), space_from_json(meta["action_space"])
+            observation_space = saved[0] if observation_space is None else observation_space
+            action_space = saved[1] if action_space is None else action_space
+            if context_window is None and (observation_space, action_space) == saved:
+                context_window = meta.get("context_window")  # the saved window belongs to the saved spaces
+        model = JatModel.from_pretrained(directory, device=device, dtype=dtype)
+        if processor is None and any((directory / name).is_file() for name in _PROCESSOR_FILES):
+            from jat_policy.processing import JatProcessor
+
+            processor = JatProcessor.from_pretrained(directory)
+        return cls(model, observation_space, action_space, processor=processor, context_window=context_window)
+
+
+def _read_policy_config(directory: Path) -> dict[str, Any] | None:
+    path = directory / POLICY_CONFIG_NAME
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the saved policy is corrupt.") from err
+    if meta.get("format") != POLICY_FORMAT:
+        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT!r}.")
+    return meta
