@@ -85,6 +85,10 @@ class JatConfig(GPTNeoConfig):
         patch_size: ViT patch side.
         observation_loss_coef: κ, weight of the next-observation loss; 0 skips observation prediction.
         action_loss_coef: Weight of the action loss.
+        training_windows: Timesteps per training window the model was fitted with, by observation kind
+            (``"image"`` for Atari frames, ``"default"`` for the rest); written by the trainer and used by
+            :class:`~jat_policy.policy.JatPolicy` as its default context window. ``None`` (the released
+            checkpoint) means the reference's 32 / 256.
 
     Example:
         >>> from jat_policy import JatConfig
@@ -103,6 +107,7 @@ class JatConfig(GPTNeoConfig):
     observation_loss_coef: float | int = 0.005
     action_loss_coef: float | int = 0.995
     tie_word_embeddings: bool = False  # the action / LM head is its own matrix in JAT
+    training_windows: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         # A saved config also stores the expanded `attention_layers`; it is derived, so drop it.

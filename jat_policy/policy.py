@@ -549,8 +549,13 @@ class JatPolicy:
     def _resolve_context_window(self, context_window: int | None) -> int:
         limit = self.model.config.max_position_embeddings // 2
         if context_window is None:
-            default = ATARI_CONTEXT_WINDOW if self.observation_key == "image_observation" else DEFAULT_CONTEXT_WINDOW
-            context_window = min(default, limit - limit % 2)
+            # A model sees at evaluation the context length it was trained on: positions past the training
+            # window were never fitted (the trainer records its windows in the config).
+            image = self.observation_key == "image_observation"
+            default = ATARI_CONTEXT_WINDOW if image else DEFAULT_CONTEXT_WINDOW
+            trained = (self.model.config.training_windows or {}).get("image" if image else "default")
+            context_window = min(int(trained or default), limit - limit % 2)
+            context_window -= context_window % 2
         if not isinstance(context_window, int | np.integer) or context_window < 2 or context_window % 2:
             raise ValueError(f"context_window must be an even int >= 2 (timesteps), got {context_window!r}.")
         if context_window > limit:

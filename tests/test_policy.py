@@ -462,3 +462,16 @@ def test_from_pretrained_hub_id_offline_fails_clearly():
 def test_state_repr_and_initial():
     state = JatPolicyState.initial(2, 8)
     assert state.n_envs == 2 and "n_envs=2" in repr(state)
+
+
+def test_default_context_window_is_the_training_window() -> None:
+    import gymnasium as gym
+
+    from jat_policy.wrappers import wrap_env
+
+    env = wrap_env(gym.make("CartPole-v1"))
+    trained = JatConfig.from_preset("jat-tiny", training_windows={"default": 64, "image": 32})
+    assert JatPolicy(JatModel(trained), env.observation_space, env.action_space).context_window == 64
+    released = JatConfig.from_preset("jat-tiny")  # no record: the reference's 256 (capped by positions)
+    assert JatPolicy(JatModel(released), env.observation_space, env.action_space).context_window == 256
+    assert JatPolicy(JatModel(trained), env.observation_space, env.action_space, context_window=8).context_window == 8
