@@ -87,12 +87,7 @@ def compute_mse_loss(pred: Tensor, target: Tensor, mask: Tensor | None, weights:
     """
     loss = F.mse_loss(pred, target, reduction="none")
     loss = loss.flatten(start_dim=2).mean(dim=-1)  # (B, L)
-    if weights is not None:
-        loss = loss * weights
-    if mask is None:
-        return loss.mean()
-    mask = mask.to(loss.dtype)
-    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+    return reduce_per_step_loss(loss, mask, weights)
 
 
 def compute_ce_loss(logits: Tensor, labels: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
@@ -112,11 +107,11 @@ def compute_ce_loss(logits: Tensor, labels: Tensor, mask: Tensor | None, weights
     """
     loss = F.cross_entropy(logits.flatten(end_dim=-2).float(), labels.flatten(), reduction="none")
     loss = loss.view(labels.shape)  # (B, L)
-    return compute_mse_like_reduction(loss, mask, weights)
+    return reduce_per_step_loss(loss, mask, weights)
 
 
-def compute_mse_like_reduction(loss: Tensor, mask: Tensor | None, weights: Tensor | None) -> Tensor:
-    """Reduces a per-step loss ``(B, L)``: weight, mask, divide by the number of valid steps."""
+def reduce_per_step_loss(loss: Tensor, mask: Tensor | None, weights: Tensor | None) -> Tensor:
+    """Reduces a per-step loss ``(B, L)``: weight, mask, divide by the number of valid steps (the reference's rule)."""
     if weights is not None:
         loss = loss * weights
     if mask is None:
