@@ -7,7 +7,9 @@ name that needs them, so ``import jat_policy.wrappers`` never imports torch.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jat_policy.utils.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -56,17 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jat_policy.wrappers import make_env, wrap_env
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jat_policy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 # Registers the Gymnasium ids jat/<task> (gymnasium + the task table only: no torch, no optional domain), so

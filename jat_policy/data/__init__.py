@@ -15,8 +15,9 @@ Every name loads on first use (a collector's worker process imports only
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jat_policy.utils.lazy import lazy_attributes
 
 _MODULES: dict[str, list[str]] = {
     "jat_policy.data.images": ["encode_frame", "frame_to_image", "frame_to_png", "image_to_frame"],
@@ -130,14 +131,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from jat_policy.data.validation import validate_dataset, validate_episode, validate_features
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jat_policy.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
