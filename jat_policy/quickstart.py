@@ -40,29 +40,52 @@ class DemoOptions:
     overwrite: bool = field(default=False, metadata={"help": "Re-collect and re-train even if outputs exist."})
 
 
-def _collect(options: DemoOptions, data_dir: Path) -> dict[str, Any]:
+def collect_tasks(
+    tasks: list[str],
+    data_dir: Path,
+    episodes: int,
+    *,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+    experts: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Collects expert episodes for each task (reusing datasets already on disk) and returns their scores.
+
+    Args:
+        tasks: Task names.
+        data_dir: Parent folder of the datasets (``<data_dir>/<task>/``).
+        episodes: Episodes per task.
+        seed: Base seed; task ``i`` uses seeds from ``seed + 1_000_000·i``.
+        workers: Worker processes.
+        overwrite: Re-collect datasets that exist.
+        experts: ``{task: expert}`` overriding the default ``"auto"`` expert (bot / scripted).
+
+    Returns:
+        ``{task: scores}`` as stored in each dataset's metadata.
+    """
     from jat_policy.data import collect
 
     summary = {}
-    for i, task in enumerate(options.tasks):
+    for i, task in enumerate(tasks):
         existing = data_dir / task / "jat_metadata.json"
-        if existing.is_file() and not options.overwrite:
+        if existing.is_file() and not overwrite:
             print(f"[collect] {task}: reusing {existing.parent}")
             summary[task] = json.loads(existing.read_text())["scores"]
             continue
         start = time.perf_counter()
         result = collect(
             task,
-            "auto",
-            options.episodes,
+            (experts or {}).get(task, "auto"),
+            episodes,
             out=data_dir,
-            seed=options.seed + 1_000_000 * i,
-            workers=options.workers,
+            seed=seed + 1_000_000 * i,
+            workers=workers,
             random_episodes=50,
             overwrite=True,
         )
         print(
-            f"[collect] {task}: {options.episodes} episodes in {time.perf_counter() - start:.0f}s, "
+            f"[collect] {task}: {episodes} episodes in {time.perf_counter() - start:.0f}s, "
             f"expert return {result.expert_score:.3f}, random {result.random_score:.3f}, "
             f"success {result.success_rate}"
         )
@@ -129,7 +152,14 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
-    collected = _collect(options, data_dir)
+    collected = collect_tasks(
+        list(options.tasks),
+        data_dir,
+        options.episodes,
+        seed=options.seed,
+        workers=options.workers,
+        overwrite=options.overwrite,
+    )
     checkpoint = _train(options, data_dir, run_dir)
     print(f"[evaluate] {options.eval_episodes} episodes per task, {options.eval_envs} envs")
     result = evaluate(

@@ -1,0 +1,191 @@
+"""Learning benchmark: behaviour cloning on this CPU, scored beside the paper's JAT.
+
+Two configurations, each trained within a wall-clock budget (<= 1 hour by default):
+
+(a) ``single``: one model per BabyAI task, trained on minigrid-bot demonstrations (the paper's expert);
+(b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo (bot, scripted policy, and the SB3 PPO
+    expert shipped in tests/fixtures for InvertedPendulum-v4).
+
+Each trained task is evaluated with ``--eval-episodes`` (>= 50) episodes through ``JatPolicy.predict``.
+Scores are expert-normalised with the scores measured on the collected data (random policy and expert of
+*this* run, so Meta-World v3 and our own MuJoCo expert are normalised consistently); for BabyAI these match
+the registry's (the paper's) expert scores. Results: JSON + PNG under benchmarks/results/ with the machine,
+threads, versions and options.
+
+Usage:
+    python benchmarks/learning.py                      # both configurations, default budgets
+    python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from jat_policy.evaluation import evaluate, jat_policy_factory
+from jat_policy.quickstart import collect_tasks
+from jat_policy.tasks import get_task
+from jat_policy.trainers.bc import TrainOptions, train
+from jat_policy.utils.cli_args import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDULUM_EXPERT = ROOT / "tests" / "fixtures" / "sb3" / "ppo-InvertedPendulum-v4.zip"
+
+
+@dataclass
+class Args:
+    """Options of the learning benchmark."""
+
+    configs: list[str] = field(default_factory=lambda: ["single", "multi"], metadata={"help": "single and/or multi"})
+    babyai_tasks: list[str] = field(
+        default_factory=lambda: ["babyai-go-to-red-ball", "babyai-go-to-red-ball-grey", "babyai-go-to-local"],
+        metadata={"help": "BabyAI tasks of the single-task configuration."},
+    )
+    multi_tasks: list[str] = field(
+        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"],
+        metadata={"help": "Tasks of the multi-domain checkpoint."},
+    )
+    episodes: int = field(default=1000, metadata={"help": "Expert episodes per task (MuJoCo: a tenth of it)."})
+    budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})
+    steps_per_minute: int = field(default=120, metadata={"help": "Planned optimizer steps per budget minute."})
+    preset: str = field(default="jat-tiny", metadata={"help": "Model preset."})
+    batch_size: int = field(default=16, metadata={"help": "Windows per optimizer step."})
+    window: int = field(default=64, metadata={"help": "Timesteps per training window."})
+    eval_episodes: int = field(default=50, metadata={"help": "Evaluation episodes per task (>= 50)."})
+    eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
+    seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
+    scratch: str = field(default="runs/learning", metadata={"help": "Data and checkpoints (not committed)."})
+    results: str = field(default="benchmarks/results", metadata={"help": "Where learning.{json,png} go."})
+
+
+class TimeBudget(TrainerCallback):
+    """Stops training once the wall-clock budget is spent (the LR schedule is planned for max_steps)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if time.perf_counter() - self.start > self.seconds:
+            control.should_training_stop = True
+        return control
+
+
+def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict:
+    """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
+    scratch = Path(args.scratch)
+    data_dir = scratch / "data"
+    experts = {t: str(PENDULUM_EXPERT) for t in tasks if t == "mujoco-pendulum"}
+    for task in tasks:  # MuJoCo episodes are 1000 steps: a tenth of the episodes gives as many steps as BabyAI
+        episodes = max(args.episodes // 10, 20) if task.startswith("mujoco") else args.episodes
+        collect_tasks([task], data_dir, episodes, seed=args.seed, experts=experts)
+    max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
+    options = TrainOptions(
+        tasks=tasks,
+        data=str(data_dir),
+        model=args.preset,
+        output_dir=str(scratch / "runs" / name),
+        max_steps=max_steps,
+        per_device_batch_size=args.batch_size,
+        window=args.window,
+        seed=args.seed,
+        save_steps=max(max_steps // 4, 1),
+    )
+    start = time.perf_counter()
+    checkpoint = train(options, callbacks=[TimeBudget(budget_s)])
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = evaluate(
+        jat_policy_factory(checkpoint),
+        tasks,
+        n_episodes=args.eval_episodes,
+        n_envs=args.eval_envs,
+        seed=args.seed + 10_000_000,
+        dataset_path={task: data_dir / task for task in tasks},
+        model_info={"checkpoint": str(checkpoint), "preset": args.preset},
+    )
+    eval_s = time.perf_counter() - start
+    result.save_json(Path(args.results) / f"learning_{name}_evaluation.json")
+    per_task = {}
+    for task, res in result.tasks.items():
+        scores = res.expert_normalized.scores
+        ours = None if scores is None else float(np.mean(scores))
+        paper = get_task(task).paper_jat_normalized
+        per_task[task] = {
+            "mean_return": res.mean_return,
+            "expert_normalized": ours,
+            "expert_normalized_std": None if scores is None else float(np.std(scores)),
+            "success_rate": None if res.successes is None else float(np.mean(res.successes)),
+            "reference": None if res.reference is None else asdict(res.reference),
+            "paper_jat_normalized": paper,
+            "meets_paper": None if ours is None or paper is None else bool(ours >= paper),
+            "episodes": len(res.returns),
+        }
+    return {"tasks": per_task, "train_seconds": train_s, "eval_seconds": eval_s, "max_steps_planned": max_steps}
+
+
+def plot(results: dict, path: Path) -> None:
+    """Grouped bars: our normalised score beside the paper's JAT per task, one panel per configuration."""
+    from matplotlib.figure import Figure
+
+    rows = [(cfg, task, r) for cfg, res in results.items() for task, r in res["tasks"].items()]
+    fig = Figure(figsize=(max(6, 1.4 * len(rows)), 4))
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    ours = [r["expert_normalized"] or 0.0 for _, _, r in rows]
+    errs = [r["expert_normalized_std"] or 0.0 for _, _, r in rows]
+    paper = [r["paper_jat_normalized"] if r["paper_jat_normalized"] is not None else np.nan for _, _, r in rows]
+    ax.bar(x - 0.2, ours, 0.4, yerr=errs, label="ours (jat-tiny, this CPU)", capsize=3)
+    ax.bar(x + 0.2, paper, 0.4, label="paper JAT (jat-small)", alpha=0.7)
+    ax.set_xticks(x, [f"{cfg}\n{task.split('-', 1)[1]}" for cfg, task, _ in rows], rotation=30, ha="right")
+    ax.set_ylabel("expert-normalised score")
+    ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    """Runs the configurations and writes benchmarks/results/learning.{json,png}."""
+    args = parse_args(Args, None, prog="benchmarks/learning.py", description=__doc__)
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    budget_s = args.budget_minutes * 60
+    if "single" in args.configs:
+        per_task_budget = budget_s / len(args.babyai_tasks)
+        for task in args.babyai_tasks:
+            results[f"single:{task}"] = run_config(args, f"single-{task}", [task], per_task_budget)
+    if "multi" in args.configs:
+        results["multi"] = run_config(args, "multi", list(args.multi_tasks), budget_s)
+    report = {
+        "results": results,
+        "options": asdict(args),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": torch.get_num_threads(),
+        },
+        "torch": torch.__version__,
+        "notes": "Scores are expert-normalised against the collected data's expert and random policy.",
+    }
+    out = Path(args.results)
+    (out / "learning.json").write_text(json.dumps(report, indent=2))
+    plot(results, out / "learning.png")
+    print(f"{'configuration':<36} {'task':<28} {'ours':>7} {'paper':>7} {'success':>8}")
+    for cfg, res in results.items():
+        for task, r in res["tasks"].items():
+            ours = "n/a" if r["expert_normalized"] is None else f"{r['expert_normalized']:.3f}"
+            paper = "n/a" if r["paper_jat_normalized"] is None else f"{r['paper_jat_normalized']:.3f}"
+            success = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+            print(f"{cfg:<36} {task:<28} {ours:>7} {paper:>7} {success:>8}")
+    print(f"results: {out / 'learning.json'}, plot: {out / 'learning.png'}")
+
+
+if __name__ == "__main__":
+    main()
