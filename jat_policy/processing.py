@@ -159,11 +159,14 @@ def build_default_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerB
 def _load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """Load a tokenizer from a local directory, the HF cache or the Hub; fail fast and clearly when offline."""
     from huggingface_hub import constants
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     local = Path(name_or_path).is_dir()
+    # A checkpoint directory's config.json has model_type "jat", which AutoTokenizer does not know; a saved
+    # fast tokenizer (tokenizer.json) loads directly.
+    auto = PreTrainedTokenizerFast if local and (Path(name_or_path) / "tokenizer.json").is_file() else AutoTokenizer
     try:  # the cache first: no network call when the files are already here
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=True)
+        tokenizer = auto.from_pretrained(str(name_or_path), local_files_only=True)
     except (OSError, ValueError) as cached_error:
         if local or constants.HF_HUB_OFFLINE:
             where = "the directory" if local else "the Hugging Face cache (HF_HUB_OFFLINE is set)"
