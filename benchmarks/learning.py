@@ -102,7 +102,7 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate(
-        jat_policy_factory(checkpoint),
+        jat_policy_factory(checkpoint, context_window=args.window),
         tasks,
         n_episodes=args.eval_episodes,
         n_envs=args.eval_envs,

@@ -163,7 +163,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     checkpoint = _train(options, data_dir, run_dir)
     print(f"[evaluate] {options.eval_episodes} episodes per task, {options.eval_envs} envs")
     result = evaluate(
-        jat_policy_factory(checkpoint),
+        jat_policy_factory(checkpoint, context_window=options.window),
         list(options.tasks),
         n_episodes=options.eval_episodes,
         n_envs=options.eval_envs,
