@@ -1,0 +1,360 @@
+"""The behaviour-cloning trainer: loss falls, checkpoints load, CLI, fine-tuning, SIGKILL + resume, torchrun DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from jat_policy.configuration import JatConfig
+from jat_policy.data import EpisodeSchema, get_features
+from jat_policy.modeling import JatModel
+from jat_policy.processing import JatProcessor
+from jat_policy.trainers.bc import TrainOptions, cli_main, find_last_checkpoint, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------------- synthetic data
+def _continuous(n: int, length: int | list[int], obs: int = 39, act: int = 4, seed: int = 0) -> dict[str, list]:
+    rng = np.random.default_rng(seed)
+    lengths = [length] * n if isinstance(length, int) else length
+    observations = [rng.normal(size=(t, obs)).astype(np.float32) for t in lengths]
+    return {
+        "continuous_observations": [o.tolist() for o in observations],
+        "continuous_actions": [np.tanh(o[:, :act] + o[:, -act:]).tolist() for o in observations],  # learnable
+        "rewards": [rng.normal(size=t).astype(np.float32).tolist() for t in lengths],
+    }
+
+
+def _babyai(n: int, seed: int = 0) -> dict[str, list]:
+    rng = np.random.default_rng(seed)
+    data: dict[str, list] = {
+        "text_observations": [],
+        "discrete_observations": [],
+        "discrete_actions": [],
+        "rewards": [],
+    }
+    for i in range(n):
+        t = int(rng.integers(3, 12))
+        grid = rng.integers(0, 11, size=(t, 148))
+        data["text_observations"].append([("go to the red ball", "go to the blue key")[i % 2]] * t)
+        data["discrete_observations"].append(grid.tolist())
+        data["discrete_actions"].append((grid[:, 1] % 7).tolist())
+        data["rewards"].append([0.0] * (t - 1) + [0.9])
+    return data
+
+
+def _save(root: Path, task: str, data: dict[str, list], features) -> None:
+    DatasetDict({"train": Dataset.from_dict(data, features=features)}).save_to_disk(str(root / task))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """fixed/: a 2-episode continuous task; mixed/: continuous + BabyAI-like; user/: new 5-d obs, 3-d action env."""
+    root = tmp_path_factory.mktemp("bc-data")
+    _save(root / "fixed", "metaworld-reach", _continuous(2, 16), get_features("metaworld"))
+    _save(root / "mixed", "metaworld-reach", _continuous(4, [20, 12, 9, 16], seed=1), get_features("metaworld"))
+    _save(root / "mixed", "babyai-go-to-red-ball", _babyai(6), get_features("babyai"))
+    user_features = EpisodeSchema(("continuous_observations",), "continuous_actions").features()
+    _save(root / "user", "my-new-env", _continuous(3, 10, obs=5, act=3, seed=2), user_features)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A hidden-64 JAT (2 layers) saved with the default processor: the smallest that covers every module."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    config = JatConfig.from_preset("jat-tiny", hidden_size=64, num_heads=2, max_position_embeddings=256)
+    torch.manual_seed(0)
+    JatModel(config).save_pretrained(path)
+    JatProcessor.from_config(config).save_pretrained(path)
+    return path
+
+
+class _Losses(TrainerCallback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def _options(tmp_path: Path, **kw) -> TrainOptions:
+    defaults = dict(output_dir=str(tmp_path / "run"), report_to="none", logging_steps=1, save_steps=1000, seed=0)
+    return TrainOptions(**{**defaults, **kw})
+
+
+# ----------------------------------------------------------------------------------------------- unit-level
+def test_loss_falls_on_a_fixed_batch(tmp_path, data_root, tiny_model_dir):
+    losses = _Losses()
+    options = _options(
+        tmp_path,
+        tasks=["metaworld-reach"],
+        data=str(data_root / "fixed"),
+        model=str(tiny_model_dir),
+        max_steps=12,
+        per_device_batch_size=2,  # the task's two windows: every batch is the same
+        learning_rate=3e-3,
+        lr_scheduler="constant",
+        warmup=0,
+        window=16,
+    )
+    train(options, callbacks=[losses])
+    assert len(losses.losses) == 12
+    assert losses.losses[-1] < 0.6 * losses.losses[0], losses.losses
+
+
+def test_gradient_accumulation_matches_a_larger_batch(tmp_path, data_root, tiny_model_dir):
+    # One task of 4 equal windows: 2 micro-batches of 2 draw the same 4 windows per step as one batch of 4.
+    common = dict(tasks=["metaworld-reach"], data=str(data_root / "fixed"), model=str(tiny_model_dir), window=8)
+    accumulated = train(
+        _options(tmp_path, **common, max_steps=3, per_device_batch_size=2, gradient_accumulation_steps=2)
+    )
+    large = train(_options(tmp_path, **common, max_steps=3, per_device_batch_size=4, output_dir=str(tmp_path / "l")))
+    a, b = load_file(accumulated / "model.safetensors"), load_file(large / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_bf16_auto_follows_the_hardware():
+    from jat_policy.trainers.bc import _resolve_bf16, cpu_supports_bf16
+
+    expected = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_supports_bf16()
+    assert _resolve_bf16("auto") == expected
+    assert _resolve_bf16("yes") and not _resolve_bf16("no")
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, data_root, tiny_model_dir) -> Path:
+    """A 5-step two-task run through the CLI."""
+    out = tmp_path_factory.mktemp("mixed-run")
+    argv = ["--tasks", "metaworld-reach,babyai-go-to-red-ball", "--data", str(data_root / "mixed")]
+    argv += ["--model", str(tiny_model_dir), "--max-steps", "5", "--output-dir", str(out), "--save-steps", "5"]
+    argv += ["--per-device-batch-size", "2", "--report-to", "none", "--sample-weights", "babyai-go-to-red-ball=2"]
+    assert cli_main(argv) == 0
+    return out
+
+
+def test_cli_run_writes_loadable_safetensors_checkpoints(mixed_run, tiny_model_dir):
+    final = mixed_run / "final"
+    model = JatModel.from_pretrained(final)
+    processor = JatProcessor.from_pretrained(final)
+    assert model.config.hidden_size == 64 and processor.vocab_size <= model.config.vocab_size
+    assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
+    options = json.loads((final / "train_options.json").read_text())
+    assert options["tasks"] == ["metaworld-reach", "babyai-go-to-red-ball"] and options["learning_rate"] == 1e-3
+    assert json.loads((final / "training_args.json").read_text())["max_steps"] == 5
+    assert find_last_checkpoint(mixed_run) == mixed_run / "checkpoint-5"
+    assert not list(mixed_run.rglob("training_args.bin")), "the pickled TrainingArguments must be replaced by JSON"
+    assert not list(final.glob("*.bin")) and not list(final.glob("*.pt*"))
+    # final/ holds the step-5 weights, which differ from the initial ones
+    trained, step5 = load_file(final / "model.safetensors"), load_file(mixed_run / "checkpoint-5/model.safetensors")
+    assert all(torch.equal(trained[k], step5[k]) for k in trained)
+    initial = load_file(tiny_model_dir / "model.safetensors")
+    assert not torch.equal(trained["continuous_encoder.weight"], initial["continuous_encoder.weight"])
+
+
+def test_fine_tune_on_a_new_action_space(tmp_path, data_root, mixed_run):
+    final = train(
+        _options(
+            tmp_path,
+            tasks=["my-new-env"],  # not in the registry: a user task with local data
+            data=str(data_root / "user"),
+            model=str(mixed_run / "final"),
+            max_steps=3,
+            per_device_batch_size=2,
+            observation_loss_coef=0.0,
+            bf16="yes",  # autocast on CPU, emulated where the CPU has no native bf16
+        )
+    )
+    model = JatModel.from_pretrained(final)
+    assert model.config.observation_loss_coef == 0.0
+    out = model(continuous_observations=torch.zeros(1, 4, 5), continuous_actions=torch.zeros(1, 4, 3))
+    assert out.pred_actions.shape == (1, 4, 3)
+
+
+def test_text_captioning_and_atari_tasks_train_through_the_same_trainer(tmp_path, tiny_model_dir):
+    import PIL.Image
+    from datasets import Features, Image, Value
+
+    from jat_policy.data import encode_frame
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    DatasetDict(
+        {"train": Dataset.from_dict({"text": ["go to the red ball " * 40, "pick up the key"] * 2})}
+    ).save_to_disk(str(root / "wikipedia"))
+    pictures = [PIL.Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    captions = Dataset.from_dict(
+        {"images": pictures, "text": ["a red ball", "a blue key", "a grey box"]},
+        features=Features({"images": Image(), "text": Value("string")}),
+    )
+    DatasetDict({"train": captions}).save_to_disk(str(root / "conceptual-captions"))
+    frames = [[encode_frame(rng.integers(0, 256, (84, 84, 4), dtype=np.uint8)) for _ in range(t)] for t in (40, 7)]
+    atari = {"image_observations": frames, "discrete_actions": [[1] * 40, [2] * 7], "rewards": [[0.0] * 40, [1.0] * 7]}
+    DatasetDict({"train": Dataset.from_dict(atari, features=get_features("atari"))}).save_to_disk(
+        str(root / "atari-pong")
+    )
+    losses = _Losses()
+    final = train(
+        _options(
+            tmp_path,
+            tasks=["wikipedia", "conceptual-captions", "atari-pong"],
+            data=str(root),
+            model=str(tiny_model_dir),  # 256 positions: 196 image patches + 60 caption tokens
+            max_steps=6,
+            per_device_batch_size=2,
+            sample_weights=["atari-pong=10"],  # text tasks weigh 10 in the registry
+        ),
+        callbacks=[losses],
+    )
+    assert len(losses.losses) == 6 and all(np.isfinite(losses.losses))
+    assert JatModel.from_pretrained(final).config.hidden_size == 64
+
+
+def test_cli_help_lists_every_option(capsys):
+    from jat_policy.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--tasks", "--data", "--model", "--max-steps", "--output-dir", "--observation-loss-coef", "--bf16"):
+        assert flag in text
+    assert "(default: 'jat-tiny')" in text
+
+
+def test_options_are_validated(tmp_path, data_root):
+    with pytest.raises(ValueError, match="No tasks"):
+        train(_options(tmp_path))
+    with pytest.raises(ValueError, match="task=weight"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), loss_weights=["x"]))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), window=400))
+    with pytest.raises(KeyError, match="Unknown task"):
+        train(_options(tmp_path, tasks=["metaworld-rech"]))
+
+
+# ----------------------------------------------------------------------------------------------- processes
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from transformers import TrainerCallback
+    from jat_policy.trainers.bc import TrainOptions, train
+
+    options, log_path, delay = TrainOptions(**json.loads(sys.argv[1])), sys.argv[2], float(sys.argv[3])
+
+    class Record(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps({"step": state.global_step, "loss": logs["loss"]}) + "\\n")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            time.sleep(delay)  # lets the test kill the run mid-way
+
+    train(options, callbacks=[Record()])
+    """
+)
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _start(tmp_path: Path, options: dict, log: Path, delay: float = 0.0) -> subprocess.Popen:
+    script = tmp_path / "run_train.py"
+    script.write_text(_SCRIPT)
+    args = [sys.executable, str(script), json.dumps(options), str(log), str(delay)]
+    return subprocess.Popen(args, env=_child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _logged(path: Path) -> dict[int, float]:
+    return {row["step"]: row["loss"] for row in map(json.loads, path.read_text().splitlines())}
+
+
+def _assert_same_weights(a: Path, b: Path, atol: float) -> None:
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert first.keys() == second.keys()
+    worst = max((first[k] - second[k]).abs().max().item() for k in first)
+    assert worst <= atol, worst
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_root, tiny_model_dir):
+    common = dict(
+        tasks=["metaworld-reach", "babyai-go-to-red-ball"],
+        data=str(data_root / "mixed"),
+        model=str(tiny_model_dir),
+        max_steps=20,
+        save_steps=5,
+        per_device_batch_size=2,
+        logging_steps=1,
+        report_to="none",
+        resume_from_checkpoint="last",
+    )
+    reference = _start(tmp_path, {**common, "output_dir": str(tmp_path / "a")}, tmp_path / "a.jsonl")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    killed = _start(tmp_path, {**common, "output_dir": str(tmp_path / "b")}, tmp_path / "b1.jsonl", delay=0.3)
+    marker = tmp_path / "b" / "checkpoint-10" / "trainer_state.json"
+    deadline = time.monotonic() + 240
+    while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert not (tmp_path / "b" / "final").exists(), "the run finished before it could be killed"
+    resumed_from = find_last_checkpoint(tmp_path / "b")
+    assert resumed_from is not None and int(resumed_from.name.split("-")[1]) in (10, 15)
+
+    resumed = _start(tmp_path, {**common, "output_dir": str(tmp_path / "b")}, tmp_path / "b2.jsonl")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    uninterrupted, after_resume = _logged(tmp_path / "a.jsonl"), _logged(tmp_path / "b2.jsonl")
+    assert sorted(after_resume) == list(range(int(resumed_from.name.split("-")[1]) + 1, 21))
+    for step, loss in after_resume.items():  # same data order, same state: same losses step by step
+        assert loss == pytest.approx(uninterrupted[step], rel=1e-4), step
+    _assert_same_weights(tmp_path / "a" / "final", tmp_path / "b" / "final", atol=1e-5)
+
+
+def test_torchrun_two_processes_match_one_process(tmp_path, data_root, tiny_model_dir):
+    # Equal-length episodes (no padding): the mean over each rank's windows averages to the global mean.
+    common = ["--tasks", "metaworld-reach", "--data", str(data_root / "fixed"), "--model", str(tiny_model_dir)]
+    common += ["--max-steps", "4", "--window", "8", "--report-to", "none", "--save-steps", "100"]
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    ddp += [
+        "-m",
+        "jat_policy.trainers.bc",
+        *common,
+        "--per-device-batch-size",
+        "2",
+        "--output-dir",
+        str(tmp_path / "d"),
+    ]
+    result = subprocess.run(ddp, env=_child_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = train(
+        _options(
+            tmp_path,
+            tasks=["metaworld-reach"],
+            data=str(data_root / "fixed"),
+            model=str(tiny_model_dir),
+            max_steps=4,
+            window=8,
+            per_device_batch_size=4,
+            output_dir=str(tmp_path / "s"),
+        )
+    )
+    _assert_same_weights(tmp_path / "d" / "final", single, atol=1e-5)
