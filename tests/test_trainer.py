@@ -153,6 +153,8 @@ def test_cli_run_writes_loadable_safetensors_checkpoints(mixed_run, tiny_model_d
     model = JatModel.from_pretrained(final)
     processor = JatProcessor.from_pretrained(final)
     assert model.config.hidden_size == 64 and processor.vocab_size <= model.config.vocab_size
+    half = model.config.max_position_embeddings // 2  # the windows it trained on become the policy's context
+    assert model.config.training_windows == {"default": min(256, half), "image": min(32, half)}
     assert (final / "model.safetensors").is_file() and (final / "tokenizer.json").is_file()
     options = json.loads((final / "train_options.json").read_text())
     assert options["tasks"] == ["metaworld-reach", "babyai-go-to-red-ball"] and options["learning_rate"] == 1e-3

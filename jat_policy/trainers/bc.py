@@ -501,6 +501,12 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     args = build_training_arguments(options, options.learning_rate)
     names = resolve_task_names(options.tasks, options.data)
     windows = [load_task_windows(name, options, processor, model.config.max_position_embeddings) for name in names]
+    # Saved with every checkpoint: JatPolicy's default context is the window the model was trained on.
+    max_pos = model.config.max_position_embeddings
+    model.config.training_windows = {
+        "default": options.window or min(256, max_pos // 2),
+        "image": min(options.atari_window, max_pos // 2),
+    }
     trainer = _trainer_class()(
         model=model,
         args=args,
