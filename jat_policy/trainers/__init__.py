@@ -9,8 +9,9 @@ Importing this package is cheap; torch and transformers load when a name is firs
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from jat_policy.utils.lazy import lazy_attributes
 
 _LAZY = {
     "TrainOptions": "jat_policy.trainers.bc",
@@ -45,10 +46,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jat_policy.trainers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
