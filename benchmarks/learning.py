@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from jat_policy.data.experts import SB3Expert
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
@@ -81,7 +82,9 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
     """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
     scratch = Path(args.scratch)
     data_dir = scratch / "data"
-    experts = {t: str(PENDULUM_EXPERT) for t in tasks if t == "mujoco-pendulum"}
+    # Stochastic expert actions, as the JAT MuJoCo data: a deterministic PPO expert keeps the pole so close to
+    # upright (action std 0.01) that the demonstrations never show how to recover, and cloning fails.
+    experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
     for task in tasks:  # MuJoCo episodes are 1000 steps: a tenth of the episodes gives as many steps as BabyAI
         episodes = max(args.episodes // 10, 20) if task.startswith("mujoco") else args.episodes
         collect_tasks([task], data_dir, episodes, seed=args.seed, experts=experts)

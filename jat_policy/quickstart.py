@@ -48,7 +48,7 @@ def collect_tasks(
     seed: int = 0,
     workers: int = 1,
     overwrite: bool = False,
-    experts: dict[str, str] | None = None,
+    experts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Collects expert episodes for each task (reusing datasets already on disk) and returns their scores.
 
@@ -59,7 +59,8 @@ def collect_tasks(
         seed: Base seed; task ``i`` uses seeds from ``seed + 1_000_000·i``.
         workers: Worker processes.
         overwrite: Re-collect datasets that exist.
-        experts: ``{task: expert}`` overriding the default ``"auto"`` expert (bot / scripted).
+        experts: ``{task: expert}`` (a name, a ``.zip`` path or a callable) overriding the default ``"auto"``
+            expert (bot / scripted).
 
     Returns:
         ``{task: scores}`` as stored in each dataset's metadata.
