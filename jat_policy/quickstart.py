@@ -28,7 +28,10 @@ class DemoOptions:
 
     out_dir: str = field(default="quickstart", metadata={"help": "Folder for data, checkpoints and results."})
     tasks: list[str] = field(default_factory=lambda: list(DEMO_TASKS), metadata={"help": "Tasks to learn."})
-    episodes: int = field(default=1000, metadata={"help": "Expert episodes collected per task."})
+    episodes: int = field(default=1000, metadata={"help": "Expert episodes collected per BabyAI (or other) task."})
+    metaworld_episodes: int = field(
+        default=300, metadata={"help": "Expert episodes per Meta-World task (100 steps each, slower to simulate)."}
+    )
     preset: str = field(default="jat-tiny", metadata={"help": "Model preset (or a checkpoint dir to fine-tune)."})
     max_steps: int = field(default=1500, metadata={"help": "Optimizer steps of behaviour cloning."})
     batch_size: int = field(default=16, metadata={"help": "Windows per optimizer step."})
@@ -153,14 +156,17 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
-    collected = collect_tasks(
-        list(options.tasks),
-        data_dir,
-        options.episodes,
-        seed=options.seed,
-        workers=options.workers,
-        overwrite=options.overwrite,
-    )
+    collected = {}
+    for i, task in enumerate(options.tasks):
+        episodes = options.metaworld_episodes if task.startswith("metaworld-") else options.episodes
+        collected |= collect_tasks(
+            [task],
+            data_dir,
+            episodes,
+            seed=options.seed + 1_000_000 * i,
+            workers=options.workers,
+            overwrite=options.overwrite,
+        )
     checkpoint = _train(options, data_dir, run_dir)
     print(f"[evaluate] {options.eval_episodes} episodes per task, {options.eval_envs} envs")
     result = evaluate(
