@@ -20,3 +20,22 @@ def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def tiny_config(**overrides):
+    """A JatConfig small enough for unit tests: hidden 32, 2 layers, a 6-position local window."""
+    from jat_policy.configuration import JatConfig
+
+    base = dict(
+        vocab_size=64,
+        max_position_embeddings=64,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        attention_types=[[["global", "local"], 1]],
+        window_size=6,  # shorter than most test contexts: the local layer's window matters
+        max_discrete_value=212,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    return JatConfig(**{**base, **overrides})

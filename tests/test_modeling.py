@@ -18,7 +18,7 @@ from jat_policy.modeling import (
     compute_mse_loss,
     cyclic_expand_dim,
 )
-from tests.conftest import FIXTURES, PARITY_DIR
+from tests.conftest import FIXTURES, PARITY_DIR, tiny_config
 
 ATOL = 1e-5
 
@@ -31,22 +31,6 @@ def parity_model() -> JatModel:
 @pytest.fixture(scope="module")
 def cases() -> dict[str, torch.Tensor]:
     return load_file(str(PARITY_DIR / "cases.safetensors"))
-
-
-def tiny_config(**overrides) -> JatConfig:
-    base = dict(
-        vocab_size=64,
-        max_position_embeddings=64,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        attention_types=[[["global", "local"], 1]],
-        window_size=6,
-        max_discrete_value=12,
-        bos_token_id=None,
-        eos_token_id=None,
-    )
-    return JatConfig(**{**base, **overrides})
 
 
 def _inputs(c: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
@@ -268,7 +252,7 @@ def test_positions_beyond_table_raise() -> None:
 
 
 def test_discrete_inputs_outside_vocab_raise() -> None:
-    model = JatModel(tiny_config())
+    model = JatModel(tiny_config(max_discrete_value=12))
     with pytest.raises(ValueError, match="vocabulary"):
         model(
             discrete_observations=torch.zeros(1, 2, 12, dtype=torch.long),

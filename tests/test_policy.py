@@ -12,6 +12,7 @@ from gymnasium import spaces
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start, space_from_json, space_to_json
+from tests.conftest import tiny_config
 
 TOL = 1e-4
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -24,35 +25,10 @@ IMAGE_SPACE = spaces.Dict(
 )
 
 
-def small_config(**overrides) -> JatConfig:
-    base = dict(
-        vocab_size=64,
-        max_position_embeddings=64,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        attention_types=[[["global", "local"], 1]],
-        window_size=6,  # shorter than the context: the local layer's window matters
-        max_discrete_value=212,
-        bos_token_id=None,
-        eos_token_id=None,
-    )
-    return JatConfig(**{**base, **overrides})
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core box: a second OpenMP thread only adds contention (100x slower here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> JatModel:
     torch.manual_seed(0)
-    return JatModel(small_config()).eval()
+    return JatModel(tiny_config()).eval()
 
 
 def full_forward(model: JatModel, **inputs) -> torch.Tensor:
@@ -149,7 +125,7 @@ def test_babyai_like_rollout_matches_full_forward_with_processor():
     from jat_policy.processing import JatProcessor
 
     torch.manual_seed(2)
-    model = JatModel(small_config(vocab_size=512)).eval()
+    model = JatModel(tiny_config(vocab_size=512)).eval()
     processor = JatProcessor.from_config(model.config)
     space = spaces.Dict(
         {
@@ -353,10 +329,10 @@ def test_bad_context_windows(model, window, match):
 
 def test_default_context_window_per_domain():
     torch.manual_seed(0)
-    big = JatModel(small_config(max_position_embeddings=512)).eval()
+    big = JatModel(tiny_config(max_position_embeddings=512)).eval()
     assert JatPolicy(big, CONT_SPACE, WIDE_BOX).context_window == 256
     assert JatPolicy(big, IMAGE_SPACE, spaces.Discrete(4)).context_window == 32
-    small = JatModel(small_config(max_position_embeddings=40)).eval()
+    small = JatModel(tiny_config(max_position_embeddings=40)).eval()
     assert JatPolicy(small, CONT_SPACE, WIDE_BOX).context_window == 20  # capped by the model's positions
 
 
@@ -432,7 +408,7 @@ def test_from_pretrained_saves_and_loads_the_processor(tmp_path):
     from jat_policy.processing import JatProcessor
 
     torch.manual_seed(0)
-    model = JatModel(small_config(vocab_size=512)).eval()
+    model = JatModel(tiny_config(vocab_size=512)).eval()
     space = spaces.Dict(
         {
             "discrete_observation": spaces.MultiDiscrete(np.full(148, 11), dtype=np.int64),

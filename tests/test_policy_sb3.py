@@ -20,14 +20,6 @@ from jat_policy.wrappers import make_env, wrap_env
 ENV_IDS = ["CartPole-v1", "Pendulum-v1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models on a shared 2-core box: extra threads only add contention
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> JatModel:
     torch.manual_seed(0)
