@@ -175,10 +175,6 @@ KVExtend = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 """``(new keys, new values) -> (all keys, all values)`` of one layer: :meth:`KVCache.extend` bound to it."""
 
 
-def _mask_min(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).min
-
-
 def build_attention_bias(
     q_pos: Tensor, k_pos: Tensor, k_valid: Tensor, window: int | None, dtype: torch.dtype = torch.float32
 ) -> Tensor:
@@ -204,7 +200,7 @@ def build_attention_bias(
     if window is not None:
         allowed &= diff < window
     blocked = (diff < 0) | ~k_valid[:, None, :]
-    low = _mask_min(dtype)
+    low = torch.finfo(dtype).min
     bias = torch.where(allowed, 0.0, low).to(dtype) + torch.where(blocked, low, 0.0).to(dtype)
     return bias[:, None]  # (B, 1, Tq, Tk)
 
@@ -886,13 +882,8 @@ class JatModel(PreTrainedModel):
         batch = (input_ids if input_ids is not None else pixel_values).shape[0]
         prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         out = self._forward_text(input_ids, pixel_values, None, None, None, False, True)
-        tokens, finished, logits, cache = (
-            [],
-            torch.zeros(batch, dtype=torch.bool, device=self.device),
-            out.logits,
-            None,
-        )
-        cache = out.past_key_values
+        logits, cache = out.logits, out.past_key_values
+        tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens):
             next_token = self._pick_token(logits[:, -1], do_sample, temperature, top_k, generator)  # (B,)
             if eos is not None:
