@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class DemoOptions:
 def collect_tasks(
     tasks: list[str],
     data_dir: Path,
-    episodes: int,
+    episodes: int | Mapping[str, int],
     *,
     seed: int = 0,
     workers: int = 1,
@@ -58,7 +59,7 @@ def collect_tasks(
     Args:
         tasks: Task names.
         data_dir: Parent folder of the datasets (``<data_dir>/<task>/``).
-        episodes: Episodes per task.
+        episodes: Episodes per task, or ``{task: episodes}``.
         seed: Base seed; task ``i`` uses seeds from ``seed + 1_000_000·i``.
         workers: Worker processes.
         overwrite: Re-collect datasets that exist.
@@ -77,11 +78,12 @@ def collect_tasks(
             print(f"[collect] {task}: reusing {existing.parent}")
             summary[task] = json.loads(existing.read_text())["scores"]
             continue
+        n_episodes = episodes[task] if isinstance(episodes, Mapping) else episodes
         start = time.perf_counter()
         result = collect(
             task,
             (experts or {}).get(task, "auto"),
-            episodes,
+            n_episodes,
             out=data_dir,
             seed=seed + 1_000_000 * i,
             workers=workers,
@@ -89,7 +91,7 @@ def collect_tasks(
             overwrite=True,
         )
         print(
-            f"[collect] {task}: {episodes} episodes in {time.perf_counter() - start:.0f}s, "
+            f"[collect] {task}: {n_episodes} episodes in {time.perf_counter() - start:.0f}s, "
             f"expert return {result.expert_score:.3f}, random {result.random_score:.3f}, "
             f"success {result.success_rate}"
         )
@@ -156,17 +158,17 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
-    collected = {}
-    for i, task in enumerate(options.tasks):
-        episodes = options.metaworld_episodes if task.startswith("metaworld-") else options.episodes
-        collected |= collect_tasks(
-            [task],
-            data_dir,
-            episodes,
-            seed=options.seed + 1_000_000 * i,
-            workers=options.workers,
-            overwrite=options.overwrite,
-        )
+    episodes = {
+        t: options.metaworld_episodes if t.startswith("metaworld-") else options.episodes for t in options.tasks
+    }
+    collected = collect_tasks(
+        list(options.tasks),
+        data_dir,
+        episodes,
+        seed=options.seed,
+        workers=options.workers,
+        overwrite=options.overwrite,
+    )
     checkpoint = _train(options, data_dir, run_dir)
     print(f"[evaluate] {options.eval_episodes} episodes per task, {options.eval_envs} envs")
     result = evaluate(
