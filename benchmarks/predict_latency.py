@@ -11,6 +11,12 @@ Model: jat-small (192.7M parameters, random init, fp32, CPU). Per configuration 
   (keep the last ``max_pos - 2`` entries, drop the last two, keep the last ``context_window`` tokens; eval_jat
   used 256 tokens, 32 for Atari).
 
+* ``floor``: the transformer's weight matmuls alone on the rows ours must process per step (2 per env, plus
+  one rollover's ``W + 1`` re-encoded rows per env spread over ``W/2`` steps). On a CPU a step is bound by
+  reading the weights, (b)'s 4 tokens read them as often as our 2, and at 16 envs (b) does no more FLOPs than
+  we do, so ``ratio_bound = (b) / floor`` is the most any implementation of our scheme can gain there. On a
+  GPU (``--device cuda``) the per-env sequential forwards and Python of (b) dominate instead.
+
 Steady state means the window is full. Latency depends on tensor shapes only, so instead of minutes of warm-up
 the states are synthesised with the shapes ``predict`` would have after ``t`` steps (random keys/values and
 token embeddings; env ``i`` at step ``W + i * (W/2) / N`` so rollovers are spread as in a running VecEnv). Our
@@ -24,6 +30,7 @@ Usage::
     python benchmarks/predict_latency.py                      # ~5-10 min on a 2-core box
     python benchmarks/predict_latency.py --modality atari
     python benchmarks/predict_latency.py --quick              # tiny settings, a smoke test
+    python benchmarks/predict_latency.py --device cuda        # on a GPU
 """
 
 from __future__ import annotations
