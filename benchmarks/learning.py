@@ -6,20 +6,27 @@ Two configurations, each trained within a wall-clock budget (<= 1 hour by defaul
 (b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo (bot, scripted policy, and the SB3 PPO
     expert shipped in tests/fixtures for InvertedPendulum-v4).
 
-Each trained task is evaluated with ``--eval-episodes`` (>= 50) episodes through ``JatPolicy.predict``.
+Training fills the budget: the LR warms up, then anneals linearly to 0 with wall-clock time (TimeBudget), so
+the schedule fits whatever speed this machine has. Each trained task is evaluated with ``--eval-episodes``
+(>= 50; 300 by default, so the mean's 95% interval is about +-0.03) episodes through ``JatPolicy.predict``,
+sampling actions as the paper does.
 Scores are expert-normalised with the scores measured on the collected data (random policy and expert of
 *this* run, so Meta-World v3 and our own MuJoCo expert are normalised consistently); for BabyAI these match
 the registry's (the paper's) expert scores. Results: JSON + PNG under benchmarks/results/ with the machine,
 threads, versions and options.
 
 Usage:
-    python benchmarks/learning.py                      # both configurations, default budgets
+    python benchmarks/learning.py                      # both configurations, one after the other
+    # both at once on a 2-core box, each on one thread (what benchmarks/results/learning.json holds):
+    python benchmarks/learning.py --configs single --threads 1 --merge &
+    python benchmarks/learning.py --configs multi --threads 1 --merge
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,26 +60,53 @@ class Args:
         default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"],
         metadata={"help": "Tasks of the multi-domain checkpoint."},
     )
-    episodes: int = field(default=1000, metadata={"help": "Expert episodes per task (MuJoCo: a tenth of it)."})
+    episodes: int = field(default=50_000, metadata={"help": "Bot episodes per BabyAI task (the paper has 100,000)."})
+    metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
+    mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
     budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})
-    steps_per_minute: int = field(default=120, metadata={"help": "Planned optimizer steps per budget minute."})
+    steps_per_minute: int = field(
+        default=3000,
+        metadata={"help": "Cap on optimizer steps per budget minute (the LR anneals with wall-clock time instead)."},
+    )
+    warmup_steps: int = field(default=100, metadata={"help": "Linear LR warm-up, in optimizer steps."})
     preset: str = field(default="jat-tiny", metadata={"help": "Model preset."})
-    batch_size: int = field(default=16, metadata={"help": "Windows per optimizer step."})
+    batch_size: int = field(default=64, metadata={"help": "Windows per optimizer step."})
     window: int = field(default=64, metadata={"help": "Timesteps per training window."})
-    eval_episodes: int = field(default=50, metadata={"help": "Evaluation episodes per task (>= 50)."})
+    eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
+    workers: int = field(default=2, metadata={"help": "Processes collecting expert episodes."})
+    merge: bool = field(
+        default=False,
+        metadata={"help": "Keep the other configurations already in learning.json (runs in separate processes)."},
+    )
+    threads: int | None = field(
+        default=None, metadata={"help": "torch threads (1 lets both configurations run side by side on 2 cores)."}
+    )
     scratch: str = field(default="runs/learning", metadata={"help": "Data and checkpoints (not committed)."})
     results: str = field(default="benchmarks/results", metadata={"help": "Where learning.{json,png} go."})
 
 
 class TimeBudget(TrainerCallback):
-    """Stops training once the wall-clock budget is spent (the LR schedule is planned for max_steps)."""
+    """Anneals the LR linearly to 0 over a wall-clock budget and stops training when it is spent.
+
+    With the trainer's ``constant_with_warmup`` schedule, each step's LR becomes the scheduled one times the
+    budget fraction left, so training uses the whole budget with a decayed LR whatever this machine's speed
+    (a step-count schedule either ends early on a fast machine or stops before decaying on a slow one).
+    """
 
     def __init__(self, seconds: float) -> None:
-        self.seconds, self.start = seconds, time.perf_counter()
+        self.seconds, self.start, self.steps = seconds, time.perf_counter(), 0
+
+    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):  # noqa: D102
+        left = max(0.0, 1.0 - (time.perf_counter() - self.start) / self.seconds)
+        if optimizer is not None and lr_scheduler is not None:
+            for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr(), strict=True):
+                group["lr"] = scheduled * left
+        return control
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        self.steps = state.global_step
         if time.perf_counter() - self.start > self.seconds:
             control.should_training_stop = True
         return control
@@ -85,9 +119,10 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
     # Stochastic expert actions, as the JAT MuJoCo data: a deterministic PPO expert keeps the pole so close to
     # upright (action std 0.01) that the demonstrations never show how to recover, and cloning fails.
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
-    for task in tasks:  # MuJoCo episodes are 1000 steps: a tenth of the episodes gives as many steps as BabyAI
-        episodes = max(args.episodes // 10, 20) if task.startswith("mujoco") else args.episodes
-        collect_tasks([task], data_dir, episodes, seed=args.seed, experts=experts)
+    for task in tasks:
+        domain = task.split("-", 1)[0]
+        episodes = {"metaworld": args.metaworld_episodes, "mujoco": args.mujoco_episodes}.get(domain, args.episodes)
+        collect_tasks([task], data_dir, episodes, seed=args.seed, workers=args.workers, experts=experts)
     max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
     options = TrainOptions(
         tasks=tasks,
@@ -99,9 +134,13 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
         window=args.window,
         seed=args.seed,
         save_steps=max(max_steps // 4, 1),
+        lr_scheduler="constant_with_warmup",
+        warmup=args.warmup_steps,
+        num_threads=args.threads,
     )
     start = time.perf_counter()
-    checkpoint = train(options, callbacks=[TimeBudget(budget_s)])
+    budget = TimeBudget(budget_s)
+    checkpoint = train(options, callbacks=[budget])
     train_s = time.perf_counter() - start
     start = time.perf_counter()
     result = evaluate(
@@ -124,13 +163,22 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
             "mean_return": res.mean_return,
             "expert_normalized": ours,
             "expert_normalized_std": None if scores is None else float(np.std(scores)),
+            "expert_normalized_se": None if scores is None else float(np.std(scores) / np.sqrt(len(scores))),
             "success_rate": None if res.successes is None else float(np.mean(res.successes)),
             "reference": None if res.reference is None else asdict(res.reference),
             "paper_jat_normalized": paper,
             "meets_paper": None if ours is None or paper is None else bool(ours >= paper),
             "episodes": len(res.returns),
         }
-    return {"tasks": per_task, "train_seconds": train_s, "eval_seconds": eval_s, "max_steps_planned": max_steps}
+    return {
+        "tasks": per_task,
+        "train_seconds": train_s,
+        "eval_seconds": eval_s,
+        "max_steps_planned": max_steps,
+        "steps_done": budget.steps,
+        "options": asdict(args),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -142,14 +190,15 @@ def plot(results: dict, path: Path) -> None:
     ax = fig.subplots()
     x = np.arange(len(rows))
     ours = [r["expert_normalized"] or 0.0 for _, _, r in rows]
-    errs = [r["expert_normalized_std"] or 0.0 for _, _, r in rows]
+    errs = [1.96 * (r.get("expert_normalized_se") or 0.0) for _, _, r in rows]  # 95% CI of the mean
     paper = [r["paper_jat_normalized"] if r["paper_jat_normalized"] is not None else np.nan for _, _, r in rows]
     ax.bar(x - 0.2, ours, 0.4, yerr=errs, label="ours (jat-tiny, this CPU)", capsize=3)
     ax.bar(x + 0.2, paper, 0.4, label="paper JAT (jat-small)", alpha=0.7)
-    ax.set_xticks(x, [f"{cfg}\n{task.split('-', 1)[1]}" for cfg, task, _ in rows], rotation=30, ha="right")
-    ax.set_ylabel("expert-normalised score")
+    labels = [f"{cfg.split(':')[0]}\n{task.split('-', 1)[1]}" for cfg, task, _ in rows]  # "single:<task>" -> single
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel("expert-normalised (95% CI)")
     ax.axhline(1.0, color="grey", lw=0.5, ls="--")
-    ax.legend()
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -169,15 +218,14 @@ def main() -> None:
     report = {
         "results": results,
         "options": asdict(args),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": torch.get_num_threads(),
-        },
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "torch": torch.__version__,
         "notes": "Scores are expert-normalised against the collected data's expert and random policy.",
     }
     out = Path(args.results)
+    if args.merge and (out / "learning.json").is_file():
+        earlier = json.loads((out / "learning.json").read_text())["results"]
+        results = report["results"] = {**{k: v for k, v in earlier.items() if k not in results}, **results}
     (out / "learning.json").write_text(json.dumps(report, indent=2))
     plot(results, out / "learning.png")
     print(f"{'configuration':<36} {'task':<28} {'ours':>7} {'paper':>7} {'success':>8}")

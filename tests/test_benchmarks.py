@@ -1,0 +1,52 @@
+"""Smoke tests of the benchmark scripts (deselected by default: ``pytest -m benchmark``).
+
+They run each script on its smallest settings and check the report it writes, not its timings.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_predict_latency_quick_writes_report_with_floor(tmp_path):
+    out = tmp_path / "predict_latency"
+    cmd = [sys.executable, "benchmarks/predict_latency.py", "--quick", "--threads", "1", "--envs", "1", "2"]
+    subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, timeout=600)
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    for modality in ("continuous", "atari"):
+        runs = report["modalities"][modality]["runs"]
+        assert [r["n_envs"] for r in runs] == [1, 2]
+        for run in runs:
+            # The floor counts the weight matmuls only, so it is below every measured mean.
+            assert 0 < run["floor"]["ours_ms"] < run["ours"]["mean_ms"]
+            assert run["ratios"]["reference"] == pytest.approx(run["reference"]["mean_ms"] / run["ours"]["mean_ms"])
+            assert run["ratio_bound"] == pytest.approx(run["reference"]["mean_ms"] / run["floor"]["ours_ms"])
+
+
+def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
+    base = [sys.executable, "benchmarks/learning.py", "--episodes", "30", "--budget-minutes", "0.05"]
+    base += ["--eval-episodes", "50", "--scratch", str(tmp_path / "scratch"), "--results", str(tmp_path / "res")]
+    base += ["--threads", "1", "--steps-per-minute", "200"]
+    single = ["--configs", "single", "--babyai-tasks", "babyai-go-to-red-ball"]
+    subprocess.run([*base, *single], cwd=ROOT, check=True, timeout=900)
+    multi = ["--configs", "multi", "--multi-tasks", "babyai-go-to-red-ball", "--merge"]
+    subprocess.run([*base, *multi], cwd=ROOT, check=True, timeout=900)
+    report = json.loads((tmp_path / "res" / "learning.json").read_text())
+    assert set(report["results"]) == {"single:babyai-go-to-red-ball", "multi"}  # the second run kept the first
+    for result in report["results"].values():
+        task = result["tasks"]["babyai-go-to-red-ball"]
+        assert task["episodes"] == 50
+        assert task["paper_jat_normalized"] == pytest.approx(0.99)
+        assert task["meets_paper"] == (task["expert_normalized"] >= 0.99)
+        assert 0 < result["steps_done"] <= result["max_steps_planned"]
+    assert (tmp_path / "res" / "learning.png").stat().st_size > 0
