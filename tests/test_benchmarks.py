@@ -1,10 +1,12 @@
-"""Smoke tests of the benchmark scripts (deselected by default: ``pytest -m benchmark``).
+"""Tests of the benchmark scripts.
 
-They run each script on its smallest settings and check the report it writes, not its timings.
+The smoke tests (deselected by default: ``pytest -m benchmark``) run each script on its smallest settings and
+check the report it writes, not its timings.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,9 +16,42 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.benchmark
+
+def _load_learning():
+    spec = importlib.util.spec_from_file_location("learning_benchmark", ROOT / "benchmarks" / "learning.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
+def test_time_budget_anneals_lr_with_wall_clock_and_stops():
+    import torch
+    from transformers import TrainerControl, TrainerState
+
+    learning = _load_learning()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # constant (after warm-up)
+    budget = learning.TimeBudget(100.0)
+    state, control = TrainerState(), TrainerControl()
+    budget.start -= 25.0  # a quarter of the budget spent
+    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.75, rel=1e-3)
+    optimizer.step()
+    scheduler.step()  # the trainer's order; the scheduler restores its own LR, so scaling never compounds
+    budget.start -= 50.0
+    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.25, rel=1e-3)
+    state.global_step = 7
+    assert not budget.on_step_end(None, state, control).should_training_stop
+    budget.start -= 30.0  # over budget: LR 0 and stop
+    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    assert budget.on_step_end(None, state, control).should_training_stop
+    assert budget.steps == 7
+
+
+@pytest.mark.benchmark
 def test_predict_latency_quick_writes_report_with_floor(tmp_path):
     out = tmp_path / "predict_latency"
     cmd = [sys.executable, "benchmarks/predict_latency.py", "--quick", "--threads", "1", "--envs", "1", "2"]
@@ -33,6 +68,7 @@ def test_predict_latency_quick_writes_report_with_floor(tmp_path):
             assert run["ratio_bound"] == pytest.approx(run["reference"]["mean_ms"] / run["floor"]["ours_ms"])
 
 
+@pytest.mark.benchmark
 def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
     base = [sys.executable, "benchmarks/learning.py", "--episodes", "30", "--budget-minutes", "0.05"]
     base += ["--eval-episodes", "50", "--scratch", str(tmp_path / "scratch"), "--results", str(tmp_path / "res")]
