@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gymnasium import spaces
+from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
 
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel, KVCache
@@ -98,17 +99,9 @@ def observations(obs_space: spaces.Dict, n_envs: int, rng: np.random.Generator) 
 
 
 def machine(device: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "platform": platform.platform(),
-        "cpu": cpu,
+        "cpu": cpu_info()[0] or platform.processor(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
 from torch import nn
 
 from jat_policy.configuration import JatConfig
-from jat_policy.modeling import JatModel
+from jat_policy.modeling import JatModel, cyclic_expand_dim
 from jat_policy.trainers.bc import cpu_supports_bf16
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,11 +53,6 @@ EMULATED_BF16_SMALL = (0, 1)
 
 
 # ----------------------------------------------------------------------------------------------------- baseline
-def cyclic_expand(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, L, X) -> (B, L, size): feature i takes x[..., i % X] (the reference's cyclic_expand_dim)."""
-    return x[..., torch.arange(size, device=x.device) % x.shape[-1]]
-
-
 class ReferenceArrangement(nn.Module):
     """Stock GPT-Neo (eager attention) + the reference's continuous encoder/decoder and losses."""
 
@@ -95,8 +91,8 @@ class ReferenceArrangement(nn.Module):
 
     def forward(self, continuous_observations, continuous_actions, rewards, attention_mask):
         obs = torch.cat((continuous_observations, rewards.unsqueeze(-1)), dim=-1)  # (B, L, 40)
-        obs_target = cyclic_expand(obs, self.size)  # (B, L, 377)
-        act_target = cyclic_expand(continuous_actions, self.size)  # (B, L, 377)
+        obs_target = cyclic_expand_dim(obs, self.size)  # (B, L, 377)
+        act_target = cyclic_expand_dim(continuous_actions, self.size)  # (B, L, 377)
         batch, length, _ = obs.shape
         embeds = torch.stack((self.continuous_encoder(obs_target), self.continuous_encoder(act_target)), dim=2)
         embeds = embeds.view(batch, 2 * length, -1)  # (B, 2L, H): [o0, a0, o1, a1, ...]
@@ -162,20 +158,12 @@ def check_equivalence(preset: str) -> dict:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    flags: list[str] = []
-    if Path("/proc/cpuinfo").is_file():
-        text = Path("/proc/cpuinfo").read_text()
-        cpu = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), cpu)
-        first_flags = next(
-            (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
-        )
-        flags = sorted(f for f in first_flags if f.startswith(("avx", "amx")))
     import transformers
 
+    cpu, flags = cpu_info()
     return {
-        "cpu": cpu,
-        "cpu_flags": flags,
+        "cpu": cpu or "unknown",
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx"))),
         "logical_cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
