@@ -263,11 +263,16 @@ def _task_info(name: str) -> tuple[str, float, float]:
     return spec.domain, spec.loss_weight, spec.sample_weight
 
 
+def default_window(options: TrainOptions, max_position_embeddings: int) -> int:
+    """Timesteps per window of non-Atari RL tasks: ``--window``, else ``min(256, max_position_embeddings // 2)``."""
+    return options.window or min(256, max_position_embeddings // 2)
+
+
 def task_window(domain: str, max_position_embeddings: int, options: TrainOptions) -> int:
     """Window length of a task: timesteps for RL, tokens for text."""
     if domain == _TEXT_DOMAIN:
         return max_position_embeddings
-    window = options.atari_window if domain == "atari" else options.window or min(256, max_position_embeddings // 2)
+    window = options.atari_window if domain == "atari" else default_window(options, max_position_embeddings)
     if 2 * window > max_position_embeddings:
         raise ValueError(
             f"A window of {window} timesteps is {2 * window} tokens, more than the model's "
@@ -504,7 +509,7 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     # Saved with every checkpoint: JatPolicy's default context is the window the model was trained on.
     max_pos = model.config.max_position_embeddings
     model.config.training_windows = {
-        "default": options.window or min(256, max_pos // 2),
+        "default": default_window(options, max_pos),
         "image": min(options.atari_window, max_pos // 2),
     }
     trainer = _trainer_class()(

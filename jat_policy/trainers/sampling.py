@@ -178,20 +178,21 @@ def _process_episodes(
 ) -> None:
     columns = _episode_columns(batch)
     keep = [i for i, rewards in enumerate(batch["rewards"]) if len(rewards) > 0]  # the reference drops empty ones
+    images = "image_observations" in columns
     piece = window
-    if "image_observations" in columns:  # bound the float32 copy the processor makes of long Atari episodes
+    if images:  # bound the float32 copy the processor makes of long Atari episodes
         piece = window * max(1, _PIECE_BYTES // (window * 4 * 84 * 84 * 4))
     inputs: dict[str, list[Any]] = {column: [] for column in columns}
     for index in keep:
         shifted = _shifted(batch["rewards"][index])
-        bounds = [(0, len(shifted))] if "image_observations" not in columns else _pieces(len(shifted), piece)
+        bounds = _pieces(len(shifted), piece) if images else [(0, len(shifted))]
         for start, stop in bounds:
             for column in columns:
                 value = shifted if column == "rewards" else batch[column][index]
                 inputs[column].append(
                     _frames(value, start, stop) if column == "image_observations" else value[start:stop]
                 )
-        if "image_observations" in columns:  # one piece at a time
+        if images:  # one piece at a time
             buffer.add(_call_rl(processor, inputs, window))
             inputs = {column: [] for column in columns}
     if inputs["rewards"]:
