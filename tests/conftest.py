@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,6 +22,14 @@ def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    """The default JatProcessor (offline tokenizer), one per test module."""
+    from jat_policy.processing import JatProcessor
+
+    return JatProcessor()
 
 
 def tiny_config(**overrides):

@@ -22,11 +22,6 @@ from jat_policy.processing import (
 )
 
 
-@pytest.fixture(scope="module")
-def processor() -> JatProcessor:
-    return JatProcessor()
-
-
 def _continuous_episode(steps: int, obs_dim: int = 3, act_dim: int = 2) -> dict[str, np.ndarray]:
     t = np.arange(steps, dtype=np.float32)
     return {

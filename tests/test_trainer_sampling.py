@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from jat_policy.processing import JatProcessor
 from jat_policy.trainers.sampling import (
     MultiTaskDataset,
     TaskBatchCollator,
@@ -14,11 +13,6 @@ from jat_policy.trainers.sampling import (
     TaskWindows,
     build_task_windows,
 )
-
-
-@pytest.fixture(scope="module")
-def processor() -> JatProcessor:
-    return JatProcessor()
 
 
 def _continuous(lengths: list[int], obs: int = 5, act: int = 2, seed: int = 0) -> dict[str, list]:
