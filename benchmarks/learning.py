@@ -71,6 +71,7 @@ class Args:
     warmup_steps: int = field(default=100, metadata={"help": "Linear LR warm-up, in optimizer steps."})
     preset: str = field(default="jat-tiny", metadata={"help": "Model preset."})
     batch_size: int = field(default=64, metadata={"help": "Windows per optimizer step."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
     window: int = field(default=64, metadata={"help": "Timesteps per training window."})
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
@@ -136,6 +137,7 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
         save_steps=max(max_steps // 4, 1),
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,
+        learning_rate=args.learning_rate,
         num_threads=args.threads,
     )
     start = time.perf_counter()

@@ -85,6 +85,10 @@ class JatConfig(GPTNeoConfig):
         patch_size: ViT patch side.
         observation_loss_coef: κ, weight of the next-observation loss; 0 skips observation prediction.
         action_loss_coef: Weight of the action loss.
+        discrete_slot_size: Width each discrete-observation slot is squeezed to before the slots are
+            flattened into one embedding. ``None`` (the released checkpoint) means the reference's
+            ``hidden_size // 50``; small presets set it wider, since 128 // 50 = 2 features cannot tell a
+            slot's dozen grid values or mission words apart.
         training_windows: Timesteps per training window the model was fitted with, by observation kind
             (``"image"`` for Atari frames, ``"default"`` for the rest); written by the trainer and used by
             :class:`~jat_policy.policy.JatPolicy` as its default context window. ``None`` (the released
@@ -107,6 +111,7 @@ class JatConfig(GPTNeoConfig):
     observation_loss_coef: float | int = 0.005
     action_loss_coef: float | int = 0.995
     tie_word_embeddings: bool = False  # the action / LM head is its own matrix in JAT
+    discrete_slot_size: int | None = None
     training_windows: dict | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -117,6 +122,10 @@ class JatConfig(GPTNeoConfig):
             raise ValueError(
                 f"Loss coefficients must be >= 0, got observation_loss_coef={self.observation_loss_coef}, "
                 f"action_loss_coef={self.action_loss_coef}."
+            )
+        if self.discrete_slot_size is not None and self.discrete_slot_size < 1:
+            raise ValueError(
+                f"discrete_slot_size must be >= 1 (or None for hidden_size // 50), got {self.discrete_slot_size}."
             )
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}.")

@@ -519,7 +519,7 @@ class JatModel(PreTrainedModel):
     def __init__(self, config: JatConfig) -> None:
         super().__init__(config)
         hidden, vocab = config.hidden_size, config.vocab_size
-        squeeze = hidden // 50  # the reference's bottleneck width per discrete slot
+        squeeze = config.discrete_slot_size or hidden // 50  # bottleneck width per discrete slot
         self.transformer = JatTransformer(config)
         self.vit_encoder = PatchEmbeddings(config)
         self.single_discrete_encoder = self.transformer.wte  # shared: actions, discrete obs, text
@@ -593,7 +593,7 @@ class JatModel(PreTrainedModel):
             return self.continuous_encoder(x)
         if discrete_observations is not None:
             self._check_discrete_observations(discrete_observations)
-            x = self.multi_discrete_encoder(discrete_observations)  # (B, L, H - 1)
+            x = self._encode_discrete_slots(discrete_observations)  # (B, L, H - 1)
             return torch.cat((x, rewards.unsqueeze(-1).to(x.dtype)), dim=-1)  # (B, L, H)
         if image_observations is not None:
             if image_observations.dim() != 5 or tuple(image_observations.shape[2:]) != (4, 84, 84):
@@ -604,6 +604,21 @@ class JatModel(PreTrainedModel):
                 )
             return self.image_encoder(image_observations)
         raise ValueError("Missing observations: pass continuous_, discrete_ or image_observations.")
+
+    def _encode_discrete_slots(self, ids: Tensor) -> Tensor:
+        """``multi_discrete_encoder`` on ``(B, L, X)`` ints, returning ``(B, L, H - 1)``.
+
+        Embedding then the per-slot linear equals gathering rows of the projected table ``linear(wte)``
+        (``(vocab, S)``). When the batch has more slot values than the vocabulary has rows (training), the
+        table is projected once and gathered, instead of materialising a ``(B, L, X, H)`` tensor and running
+        the linear (and its backward) on every slot.
+        """
+        embed, squeeze, act, flatten, project = self.multi_discrete_encoder
+        if ids.numel() > embed.num_embeddings:
+            slots = F.embedding(ids, squeeze(embed.weight))  # (B, L, X, S)
+        else:
+            slots = squeeze(embed(ids))  # (B, L, X, S)
+        return project(flatten(act(slots)))
 
     def embed_actions(
         self, continuous_actions: Tensor | None = None, discrete_actions: Tensor | None = None

@@ -267,6 +267,34 @@ def test_discrete_inputs_outside_vocab_raise() -> None:
         )
 
 
+@pytest.mark.parametrize("batch", [1, 8])  # 1 x 3 x 12 ids < 64 vocabulary rows; 8 x 3 x 12 > 64: projected table
+def test_discrete_slot_encoder_matches_its_modules(batch) -> None:
+    torch.manual_seed(0)
+    model = JatModel(tiny_config(max_discrete_value=12, discrete_slot_size=5))
+    assert model.multi_discrete_encoder[4].in_features == 12 * 5
+    ids = torch.randint(0, 64, (batch, 3, 12))
+    params = list(model.multi_discrete_encoder.parameters())
+    fast = model._encode_discrete_slots(ids)  # (B, 3, H - 1)
+    plain = model.multi_discrete_encoder(ids)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+    weights = torch.randn_like(plain)
+    for got, want in zip(
+        torch.autograd.grad((fast * weights).sum(), params),
+        torch.autograd.grad((plain * weights).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+def test_discrete_slot_size_default_and_validation(tmp_path) -> None:
+    assert JatModel(tiny_config(hidden_size=128)).multi_discrete_encoder[1].out_features == 128 // 50
+    model = JatModel(tiny_config(discrete_slot_size=7))
+    model.save_pretrained(tmp_path)
+    assert JatModel.from_pretrained(tmp_path).multi_discrete_encoder[1].out_features == 7
+    with pytest.raises(ValueError, match="discrete_slot_size must be >= 1"):
+        tiny_config(discrete_slot_size=0)
+
+
 def _greedy_without_cache(model: JatModel, ids: torch.Tensor, pixels: torch.Tensor | None, n: int) -> torch.Tensor:
     for _ in range(n):
         logits = model(input_ids=ids, pixel_values=pixels, return_loss=False).logits

@@ -115,6 +115,34 @@ def test_sampler_cycles_through_every_window_before_repeating():
     assert sorted(seen) == list(range(10))
 
 
+def test_sampler_grouped_by_length_sees_the_same_windows_with_less_padding():
+    rng = np.random.default_rng(0)
+    lengths = [rng.geometric(0.2, size=500), rng.geometric(0.1, size=300)]  # BabyAI-like: mostly short, a long tail
+    make = lambda grouped, **kw: list(  # noqa: E731
+        TaskBatchSampler([500, 300], [1.0, 1.0], 8, 64, seed=2, task_lengths=lengths if grouped else None, **kw)
+    )
+    plain, grouped = make(False), make(True, group_batches=4)
+    flat = np.concatenate(lengths)  # window lengths in dataset order
+
+    def padded(batches):
+        return sum(len(b) * flat[b].max() for b in batches)
+
+    # every 4 draws of a task hold the same windows as the 4 ungrouped draws, only regrouped
+    for task in (0, 1):
+        mine = [b for b in plain if b[0] < 500] if task == 0 else [b for b in plain if b[0] >= 500]
+        theirs = [b for b in grouped if b[0] < 500] if task == 0 else [b for b in grouped if b[0] >= 500]
+        assert len(mine) == len(theirs) and len(mine) >= 8
+        for i in range(0, len(mine) // 4 * 4, 4):
+            assert sorted(sum(mine[i : i + 4], [])) == sorted(sum(theirs[i : i + 4], []))
+    assert padded(grouped) < 0.7 * padded(plain)
+    assert make(True)[:10] == make(True)[:10] and make(True) != make(False)
+    ranks = [
+        list(TaskBatchSampler([500, 300], [1.0, 1.0], 4, 64, seed=2, rank=r, world_size=2, task_lengths=lengths))
+        for r in (0, 1)
+    ]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == make(True)  # ranks still split the global batch
+
+
 def test_sampler_rejects_bad_arguments():
     with pytest.raises(ValueError, match="one weight per task"):
         TaskBatchSampler([3, 3], [1.0], 2, 4)
@@ -122,6 +150,10 @@ def test_sampler_rejects_bad_arguments():
         TaskBatchSampler([3, 0], [1.0, 1.0], 2, 4)
     with pytest.raises(ValueError, match="positive sum"):
         TaskBatchSampler([3], [0.0], 2, 4)
+    with pytest.raises(ValueError, match="one length per window"):
+        TaskBatchSampler([3, 2], [1.0, 1.0], 2, 4, task_lengths=[[1, 2, 3], [4]])
+    with pytest.raises(ValueError, match="group_batches must be >= 1"):
+        TaskBatchSampler([3], [1.0], 2, 4, task_lengths=[[1, 2, 3]], group_batches=0)
 
 
 # ----------------------------------------------------------------------------------------------- dataset + collator
