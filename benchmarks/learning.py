@@ -64,6 +64,16 @@ class Args:
     metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
     mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
     budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})
+    single_minutes: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Split of the single configuration's budget, task=minutes comma-separated (tasks not named "
+            "share what is left equally; default: an equal split)."
+        },
+    )
+    multi_sample_weights: list[str] | None = field(
+        default=None, metadata={"help": "Sampling weights of the multi-domain tasks, task=weight (default: registry)."}
+    )
     steps_per_minute: int = field(
         default=3000,
         metadata={"help": "Cap on optimizer steps per budget minute (the LR anneals with wall-clock time instead)."},
@@ -113,6 +123,24 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+def single_budgets(tasks: list[str], minutes: list[str] | None, total_minutes: float) -> dict[str, float]:
+    """Minutes per single-task model: the ``task=minutes`` overrides, the rest of the total split equally."""
+    given: dict[str, float] = {}
+    for item in minutes or []:
+        task, sep, value = item.partition("=")
+        if not sep or task not in tasks:
+            raise ValueError(f"--single-minutes entry {item!r} must be task=minutes with a task of {tasks}.")
+        given[task] = float(value)
+    rest = [task for task in tasks if task not in given]
+    left = total_minutes - sum(given.values())
+    if left < 0 or (rest and left <= 0):
+        raise ValueError(
+            f"--single-minutes {minutes} spends {sum(given.values()):g} of the {total_minutes:g}-minute budget and "
+            f"leaves {max(left, 0):g} for {rest or 'nothing'}: lower the minutes or raise --budget-minutes."
+        )
+    return {task: given.get(task, left / max(len(rest), 1)) for task in tasks}
+
+
 def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict:
     """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
     scratch = Path(args.scratch)
@@ -138,6 +166,7 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,
         learning_rate=args.learning_rate,
+        sample_weights=args.multi_sample_weights if len(tasks) > 1 else None,
         num_threads=args.threads,
     )
     start = time.perf_counter()
@@ -176,6 +205,7 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
         "tasks": per_task,
         "train_seconds": train_s,
         "eval_seconds": eval_s,
+        "budget_minutes": budget_s / 60,
         "max_steps_planned": max_steps,
         "steps_done": budget.steps,
         "options": asdict(args),
@@ -194,7 +224,8 @@ def plot(results: dict, path: Path) -> None:
     ours = [r["expert_normalized"] or 0.0 for _, _, r in rows]
     errs = [1.96 * (r.get("expert_normalized_se") or 0.0) for _, _, r in rows]  # 95% CI of the mean
     paper = [r["paper_jat_normalized"] if r["paper_jat_normalized"] is not None else np.nan for _, _, r in rows]
-    ax.bar(x - 0.2, ours, 0.4, yerr=errs, label="ours (jat-tiny, this CPU)", capsize=3)
+    preset = next(iter(results.values()))["options"]["preset"]
+    ax.bar(x - 0.2, ours, 0.4, yerr=errs, label=f"ours ({preset}, this CPU)", capsize=3)
     ax.bar(x + 0.2, paper, 0.4, label="paper JAT (jat-small)", alpha=0.7)
     labels = [f"{cfg.split(':')[0]}\n{task.split('-', 1)[1]}" for cfg, task, _ in rows]  # "single:<task>" -> single
     ax.set_xticks(x, labels, rotation=30, ha="right")
@@ -212,9 +243,9 @@ def main() -> None:
     results: dict = {}
     budget_s = args.budget_minutes * 60
     if "single" in args.configs:
-        per_task_budget = budget_s / len(args.babyai_tasks)
+        minutes = single_budgets(args.babyai_tasks, args.single_minutes, args.budget_minutes)
         for task in args.babyai_tasks:
-            results[f"single:{task}"] = run_config(args, f"single-{task}", [task], per_task_budget)
+            results[f"single:{task}"] = run_config(args, f"single-{task}", [task], minutes[task] * 60)
     if "multi" in args.configs:
         results["multi"] = run_config(args, "multi", list(args.multi_tasks), budget_s)
     report = {

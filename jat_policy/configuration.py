@@ -51,6 +51,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         attention_types=[[["global", "local"], 2]],
         num_heads=8,
         max_discrete_value=212,
+        discrete_slot_size=16,  # about the released model's 768 // 50 = 15 features per slot
         bos_token_id=None,
         eos_token_id=None,
     ),
@@ -62,6 +63,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         attention_types=[[["global", "local"], 1]],
         num_heads=4,
         max_discrete_value=212,
+        discrete_slot_size=16,  # about the released model's 768 // 50 = 15 features per slot
         bos_token_id=None,
         eos_token_id=None,
     ),

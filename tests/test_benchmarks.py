@@ -68,6 +68,17 @@ def test_predict_latency_quick_writes_report_with_floor(tmp_path):
             assert run["ratio_bound"] == pytest.approx(run["reference"]["mean_ms"] / run["floor"]["ours_ms"])
 
 
+def test_single_budget_split():
+    learning = _load_learning()
+    tasks = ["a", "b", "c"]
+    assert learning.single_budgets(tasks, None, 60.0) == {"a": 20.0, "b": 20.0, "c": 20.0}
+    assert learning.single_budgets(tasks, ["c=30", "a=10"], 60.0) == {"a": 10.0, "b": 20.0, "c": 30.0}
+    with pytest.raises(ValueError, match="task=minutes"):
+        learning.single_budgets(tasks, ["d=10"], 60.0)
+    with pytest.raises(ValueError, match="leaves 0 for"):
+        learning.single_budgets(tasks, ["a=30", "c=30"], 60.0)
+
+
 @pytest.mark.benchmark
 def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
     base = [sys.executable, "benchmarks/learning.py", "--episodes", "30", "--budget-minutes", "0.05"]
