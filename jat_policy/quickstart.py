@@ -44,6 +44,15 @@ class DemoOptions:
     overwrite: bool = field(default=False, metadata={"help": "Re-collect and re-train even if outputs exist."})
 
 
+def _requested_episodes(metadata: Mapping[str, Any]) -> int | None:
+    """Episodes a stored collection was asked for: those kept in its splits plus the failed ones dropped."""
+    try:
+        kept = sum(split["episodes"] for split in metadata["splits"].values())
+        return int(kept + metadata["failed"]["count"])
+    except (KeyError, TypeError):
+        return None
+
+
 def collect_tasks(
     tasks: list[str],
     data_dir: Path,
@@ -54,7 +63,10 @@ def collect_tasks(
     overwrite: bool = False,
     experts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Collects expert episodes for each task (reusing datasets already on disk) and returns their scores.
+    """Collects expert episodes for each task and returns their scores.
+
+    A dataset already on disk is reused when it was collected with the episode count and seed asked for;
+    otherwise it is collected again.
 
     Args:
         tasks: Task names.
@@ -74,11 +86,18 @@ def collect_tasks(
     summary = {}
     for i, task in enumerate(tasks):
         existing = data_dir / task / "jat_metadata.json"
-        if existing.is_file() and not overwrite:
-            print(f"[collect] {task}: reusing {existing.parent}")
-            summary[task] = json.loads(existing.read_text())["scores"]
-            continue
         n_episodes = episodes[task] if isinstance(episodes, Mapping) else episodes
+        if existing.is_file() and not overwrite:
+            metadata = json.loads(existing.read_text())
+            held = _requested_episodes(metadata), metadata.get("base_seed")
+            if held == (n_episodes, seed + 1_000_000 * i):
+                print(f"[collect] {task}: reusing {existing.parent}")
+                summary[task] = metadata["scores"]
+                continue
+            print(
+                f"[collect] {task}: {existing.parent} holds {held[0]} episodes from seed {held[1]}, not the "
+                f"{n_episodes} from seed {seed + 1_000_000 * i} asked for: collecting again"
+            )
         start = time.perf_counter()
         result = collect(
             task,

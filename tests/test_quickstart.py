@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from jat_policy.cli import main
+from jat_policy.quickstart import collect_tasks
 
 
 def test_demo_smoke(tmp_path, capsys) -> None:
@@ -22,3 +23,18 @@ def test_demo_smoke(tmp_path, capsys) -> None:
     # a second run reuses the collected data and the trained checkpoint
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().out
+
+
+def test_collect_tasks_reuses_only_what_was_asked_for(tmp_path, capsys) -> None:
+    def stored() -> int:
+        meta = json.loads((tmp_path / "babyai-go-to-red-ball" / "jat_metadata.json").read_text())
+        return sum(split["episodes"] for split in meta["splits"].values())
+
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path, 10, seed=0, workers=1)
+    assert stored() == 10
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path, 10, seed=0, workers=1)
+    assert "reusing" in capsys.readouterr().out
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path, {"babyai-go-to-red-ball": 14}, seed=0, workers=1)
+    assert "holds 10 episodes from seed 0, not the 14" in capsys.readouterr().out and stored() == 14
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path, 14, seed=3, workers=1)
+    assert "collecting again" in capsys.readouterr().out
