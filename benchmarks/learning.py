@@ -1,4 +1,4 @@
-"""Learning benchmark: behaviour cloning on this CPU, scored beside the paper's JAT.
+r"""Learning benchmark: behaviour cloning on this CPU, scored beside the paper's JAT.
 
 Two configurations, each trained within a wall-clock budget (<= 1 hour by default):
 
@@ -17,10 +17,22 @@ threads, versions and options.
 
 Usage:
     python benchmarks/learning.py                      # both configurations, one after the other
-    # both at once on a 2-core box, each on one thread (what benchmarks/results/learning.json holds):
-    python benchmarks/learning.py --configs single --threads 1 --merge &
-    python benchmarks/learning.py --configs multi --threads 1 --merge
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
+
+What benchmarks/results/learning.json holds (2-core box, each process on one thread, two at a time):
+    # (separate --scratch folders: two processes must not collect into one dataset folder at once)
+    # round 1, both configurations side by side, 55 minutes each, 50,000 bot episodes per BabyAI task
+    python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 55 --episodes 50000 \
+        --single-minutes babyai-go-to-red-ball=20,babyai-go-to-red-ball-grey=10,babyai-go-to-local=25 \
+        --scratch runs/learning/single &
+    python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 55 --episodes 50000 \
+        --multi-sample-weights babyai-go-to-red-ball=3 --scratch runs/learning/multi
+    # round 2: the red-ball and grey single-task models again on the paper's 100,000 episodes per task
+    # (same minutes, so the single configuration still totals 55)
+    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-red-ball --episodes 100000 \
+        --workers 1 --budget-minutes 20 --threads 1 --merge --scratch runs/learning/paper-count &
+    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-red-ball-grey --episodes 100000 \
+        --workers 1 --budget-minutes 10 --threads 1 --merge --scratch runs/learning/paper-count
 """
 
 from __future__ import annotations
@@ -60,7 +72,7 @@ class Args:
         default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"],
         metadata={"help": "Tasks of the multi-domain checkpoint."},
     )
-    episodes: int = field(default=50_000, metadata={"help": "Bot episodes per BabyAI task (the paper has 100,000)."})
+    episodes: int = field(default=100_000, metadata={"help": "Bot episodes per BabyAI task (the paper's count)."})
     metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
     mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
     budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})

@@ -195,6 +195,7 @@ class _Stats:
     lengths: list[int] = field(default_factory=list)
     successes: list[bool | None] = field(default_factory=list)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    return_sum: float = 0.0  # running total for the progress bar: a mean over the list each episode is O(n^2)
 
     def add(self, result: EpisodeResult) -> None:
         if result.row is None:
@@ -202,6 +203,7 @@ class _Stats:
             return
         self.seeds.append(result.seed)
         self.returns.append(result.episode_return)
+        self.return_sum += result.episode_return
         self.lengths.append(result.length)
         self.successes.append(result.success)
 
@@ -323,7 +325,8 @@ def _successful(results: Iterator[EpisodeResult], stats: _Stats, bar: Any, wante
         stats.add(result)
         if result.row is not None:
             bar.update(1)
-            bar.set_postfix(ret=f"{np.mean(stats.returns):.3g}", failed=len(stats.failures), refresh=False)
+            mean = stats.return_sum / len(stats.returns)
+            bar.set_postfix(ret=f"{mean:.3g}", failed=len(stats.failures), refresh=False)
             yield result
     if len(stats.returns) < wanted:
         reasons = collections.Counter(reason for _, reason in stats.failures).most_common(3)
