@@ -52,7 +52,7 @@ from jat_policy.data.experts import SB3Expert
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
-from jat_policy.trainers.bc import TrainOptions, train
+from jat_policy.trainers.bc import TrainOptions, parse_task_values, train
 from jat_policy.utils.cli_args import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,12 +137,10 @@ class TimeBudget(TrainerCallback):
 
 def single_budgets(tasks: list[str], minutes: list[str] | None, total_minutes: float) -> dict[str, float]:
     """Minutes per single-task model: the ``task=minutes`` overrides, the rest of the total split equally."""
-    given: dict[str, float] = {}
-    for item in minutes or []:
-        task, sep, value = item.partition("=")
-        if not sep or task not in tasks:
-            raise ValueError(f"--single-minutes entry {item!r} must be task=minutes with a task of {tasks}.")
-        given[task] = float(value)
+    given = parse_task_values(minutes, "--single-minutes", unit="minutes")
+    unknown = [task for task in given if task not in tasks]
+    if unknown:
+        raise ValueError(f"--single-minutes names {unknown}: entries must be task=minutes with a task of {tasks}.")
     rest = [task for task in tasks if task not in given]
     left = total_minutes - sum(given.values())
     if left < 0 or (rest and left <= 0):
@@ -153,7 +151,9 @@ def single_budgets(tasks: list[str], minutes: list[str] | None, total_minutes: f
     return {task: given.get(task, left / max(len(rest), 1)) for task in tasks}
 
 
-def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict:
+def run_config(
+    args: Args, name: str, tasks: list[str], budget_s: float, sample_weights: list[str] | None = None
+) -> dict:
     """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
     scratch = Path(args.scratch)
     data_dir = scratch / "data"
@@ -178,7 +178,7 @@ def run_config(args: Args, name: str, tasks: list[str], budget_s: float) -> dict
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,
         learning_rate=args.learning_rate,
-        sample_weights=args.multi_sample_weights if len(tasks) > 1 else None,
+        sample_weights=sample_weights,
         num_threads=args.threads,
     )
     start = time.perf_counter()
@@ -259,7 +259,7 @@ def main() -> None:
         for task in args.babyai_tasks:
             results[f"single:{task}"] = run_config(args, f"single-{task}", [task], minutes[task] * 60)
     if "multi" in args.configs:
-        results["multi"] = run_config(args, "multi", list(args.multi_tasks), budget_s)
+        results["multi"] = run_config(args, "multi", list(args.multi_tasks), budget_s, args.multi_sample_weights)
     report = {
         "results": results,
         "options": asdict(args),

@@ -87,16 +87,17 @@ def collect_tasks(
     for i, task in enumerate(tasks):
         existing = data_dir / task / "jat_metadata.json"
         n_episodes = episodes[task] if isinstance(episodes, Mapping) else episodes
+        task_seed = seed + 1_000_000 * i
         if existing.is_file() and not overwrite:
             metadata = json.loads(existing.read_text())
             held = _requested_episodes(metadata), metadata.get("base_seed")
-            if held == (n_episodes, seed + 1_000_000 * i):
+            if held == (n_episodes, task_seed):
                 print(f"[collect] {task}: reusing {existing.parent}")
                 summary[task] = metadata["scores"]
                 continue
             print(
                 f"[collect] {task}: {existing.parent} holds {held[0]} episodes from seed {held[1]}, not the "
-                f"{n_episodes} from seed {seed + 1_000_000 * i} asked for: collecting again"
+                f"{n_episodes} from seed {task_seed} asked for: collecting again"
             )
         start = time.perf_counter()
         result = collect(
@@ -104,7 +105,7 @@ def collect_tasks(
             (experts or {}).get(task, "auto"),
             n_episodes,
             out=data_dir,
-            seed=seed + 1_000_000 * i,
+            seed=task_seed,
             workers=workers,
             random_episodes=50,
             overwrite=True,

@@ -128,9 +128,9 @@ def test_sampler_grouped_by_length_sees_the_same_windows_with_less_padding():
         return sum(len(b) * flat[b].max() for b in batches)
 
     # every 4 draws of a task hold the same windows as the 4 ungrouped draws, only regrouped
-    for task in (0, 1):
-        mine = [b for b in plain if b[0] < 500] if task == 0 else [b for b in plain if b[0] >= 500]
-        theirs = [b for b in grouped if b[0] < 500] if task == 0 else [b for b in grouped if b[0] >= 500]
+    for first_task in (True, False):  # windows 0..499 are task 0's
+        mine = [b for b in plain if (b[0] < 500) == first_task]
+        theirs = [b for b in grouped if (b[0] < 500) == first_task]
         assert len(mine) == len(theirs) and len(mine) >= 8
         for i in range(0, len(mine) // 4 * 4, 4):
             assert sorted(sum(mine[i : i + 4], [])) == sorted(sum(theirs[i : i + 4], []))

@@ -227,7 +227,8 @@ def load_model_and_processor(
     return jat.train(), processor
 
 
-def _parse_weights(items: list[str] | None, what: str) -> dict[str, float]:
+def parse_task_values(items: list[str] | None, what: str, unit: str = "weight") -> dict[str, float]:
+    """``["task=value", ...]`` -> ``{task: value}``; a bad or negative entry raises ``ValueError`` naming ``what``."""
     out = {}
     for item in items or []:
         name, sep, value = item.partition("=")
@@ -237,7 +238,7 @@ def _parse_weights(items: list[str] | None, what: str) -> dict[str, float]:
             weight = float("nan")
         if not sep or not name or not weight >= 0:
             raise ValueError(
-                f"Bad {what} override {item!r}: expected task=weight with weight >= 0, e.g. metaworld-reach=2."
+                f"Bad {what} override {item!r}: expected task={unit} with {unit} >= 0, e.g. metaworld-reach=2."
             )
         out[name.strip()] = weight
     return out
@@ -306,8 +307,8 @@ def load_task_windows(
     from jat_policy.trainers.sampling import build_task_windows
 
     domain, loss_weight, sample_weight = _task_info(name)
-    loss_weight = _parse_weights(options.loss_weights, "loss-weight").get(name, loss_weight)
-    sample_weight = _parse_weights(options.sample_weights, "sample-weight").get(name, sample_weight)
+    loss_weight = parse_task_values(options.loss_weights, "loss-weight").get(name, loss_weight)
+    sample_weight = parse_task_values(options.sample_weights, "sample-weight").get(name, sample_weight)
     # Text datasets have no episode schema to validate against.
     dataset = load_jat_dataset(name, split="train", path=options.data, validate=domain != _TEXT_DOMAIN)
     if domain == _TEXT_DOMAIN and "text" not in dataset.column_names:
@@ -399,7 +400,6 @@ def build_training_arguments(options: TrainOptions, learning_rate: float) -> Tra
 
 
 def _trainer_class() -> type:
-    import numpy as np
     from torch.utils.data import DataLoader
     from transformers import Trainer
 
@@ -424,7 +424,7 @@ def _trainer_class() -> type:
                 seed=args.seed if args.data_seed is None else args.data_seed,
                 rank=args.process_index,
                 world_size=max(1, args.world_size),
-                task_lengths=[np.diff(task.offsets) for task in dataset.tasks] if grouped else None,
+                task_lengths=[task.lengths for task in dataset.tasks] if grouped else None,
             )
             loader = DataLoader(
                 dataset,

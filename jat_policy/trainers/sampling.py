@@ -97,6 +97,11 @@ class TaskWindows:
         return len(self.offsets) - 1
 
     @property
+    def lengths(self) -> np.ndarray:
+        """``(N,)`` timesteps (or tokens) of each window."""
+        return np.diff(self.offsets)
+
+    @property
     def num_steps(self) -> int:
         """Real (unpadded) timesteps or tokens over all windows."""
         return int(self.offsets[-1])
