@@ -19,20 +19,14 @@ Usage:
     python benchmarks/learning.py                      # both configurations, one after the other
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
 
-What benchmarks/results/learning.json holds (2-core box, each process on one thread, two at a time):
-    # (separate --scratch folders: two processes must not collect into one dataset folder at once)
-    # round 1, both configurations side by side, 55 minutes each, 50,000 bot episodes per BabyAI task
-    python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 55 --episodes 50000 \
-        --single-minutes babyai-go-to-red-ball=20,babyai-go-to-red-ball-grey=10,babyai-go-to-local=25 \
+What benchmarks/results/learning.json holds (2-core box, each process on one thread, the two configurations
+side by side, 60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two
+processes must not collect into one dataset folder at once):
+    python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 60 --episodes 100000 \
+        --single-minutes babyai-go-to-red-ball=20,babyai-go-to-red-ball-grey=15,babyai-go-to-local=25 \
         --scratch runs/learning/single &
-    python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 55 --episodes 50000 \
-        --multi-sample-weights babyai-go-to-red-ball=3 --scratch runs/learning/multi
-    # round 2: the red-ball and grey single-task models again on the paper's 100,000 episodes per task
-    # (same minutes, so the single configuration still totals 55)
-    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-red-ball --episodes 100000 \
-        --workers 1 --budget-minutes 20 --threads 1 --merge --scratch runs/learning/paper-count &
-    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-red-ball-grey --episodes 100000 \
-        --workers 1 --budget-minutes 10 --threads 1 --merge --scratch runs/learning/paper-count
+    python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
+        --multi-sample-weights babyai-go-to-red-ball=10 --scratch runs/learning/multi
 """
 
 from __future__ import annotations
