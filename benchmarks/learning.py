@@ -19,14 +19,16 @@ Usage:
     python benchmarks/learning.py                      # both configurations, one after the other
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
 
-What benchmarks/results/learning.json holds (2-core box, each process on one thread, the two configurations
-side by side, 60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two
-processes must not collect into one dataset folder at once):
+What benchmarks/results/learning.json holds (2-core box, each configuration in its own process on one thread,
+60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two processes must not
+collect into one dataset folder at once):
+    # single, side by side with a multi run (10:1:1, since replaced by the one below)
     python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 60 --episodes 100000 \
         --single-minutes babyai-go-to-red-ball=20,babyai-go-to-red-ball-grey=15,babyai-go-to-local=25 \
         --scratch runs/learning/single &
+    # multi, side by side with a 60-minute GoToLocal-only run (and, for 13 of its minutes, the test suite)
     python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
-        --multi-sample-weights babyai-go-to-red-ball=10 --scratch runs/learning/multi
+        --multi-sample-weights babyai-go-to-red-ball=20 --scratch runs/learning/multi
 """
 
 from __future__ import annotations
