@@ -29,6 +29,10 @@ collect into one dataset folder at once):
     # multi, side by side with a 60-minute GoToLocal-only run (and, for 13 of its minutes, the test suite)
     python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
         --multi-sample-weights babyai-go-to-red-ball=20 --scratch runs/learning/multi
+What benchmarks/results/go-to-local-alone/ holds (GoToLocal given a whole hour alone, beside the multi run):
+    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
+        --budget-minutes 60 --episodes 100000 --scratch runs/learning/local \
+        --results benchmarks/results/go-to-local-alone
 """
 
 from __future__ import annotations
