@@ -251,10 +251,10 @@ class ReferenceStepper:
             start = past.length
             positions = torch.arange(start, start + batch["obs"].shape[1] * 2)[None]
         with torch.no_grad():
-            out = model(**inputs, past_key_values=past, position_ids=positions, use_cache=True, return_loss=False)
+            out = model(**inputs, cache=past, position_ids=positions, use_cache=True, return_loss=False)
         # Cache bookkeeping as the reference: last (max_pos - 2), drop o_t and the fake action, last cw tokens.
         keep = model.config.max_position_embeddings - 2
-        cache = out.past_key_values
+        cache = out.cache
         cache = _slice(cache, -keep, None)
         cache = _slice(cache, 0, cache.length - 2)
         cache = _slice(cache, -self.cache_tokens, None)

@@ -309,7 +309,7 @@ class JatTransformer(nn.Module):
         inputs_embeds: Tensor,
         attention_mask: Tensor | None = None,
         position_ids: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         use_cache: bool = False,
     ) -> tuple[Tensor, KVCache | None]:
         """Runs the blocks.
@@ -318,7 +318,7 @@ class JatTransformer(nn.Module):
             inputs_embeds: ``(B, T, H)``.
             attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding (of the new tokens).
             position_ids: ``(B, T)``; default: continue after the cache's last valid position (0 without cache).
-            past_key_values: Cache of earlier tokens.
+            cache: Cache of earlier tokens.
             use_cache: Return the cache extended with these tokens.
 
         Returns:
@@ -327,7 +327,7 @@ class JatTransformer(nn.Module):
         batch, length, _ = inputs_embeds.shape
         device = inputs_embeds.device
         if position_ids is None:
-            position_ids = self._positions(batch, length, past_key_values, device)
+            position_ids = self._positions(batch, length, cache, device)
         max_pos = self.config.max_position_embeddings
         if int(position_ids.max()) >= max_pos:
             raise ValueError(
@@ -338,9 +338,9 @@ class JatTransformer(nn.Module):
         if attention_mask is not None:
             valid = attention_mask.to(device=device, dtype=torch.bool)
         k_pos, k_valid = position_ids, valid
-        if past_key_values is not None:
-            k_pos = torch.cat((past_key_values.positions, position_ids), dim=1)  # (B, S + T)
-            k_valid = torch.cat((past_key_values.valid, valid), dim=1)
+        if cache is not None:
+            k_pos = torch.cat((cache.positions, position_ids), dim=1)  # (B, S + T)
+            k_valid = torch.cat((cache.valid, valid), dim=1)
         biases = {
             kind: build_attention_bias(
                 position_ids, k_pos, k_valid, self.config.window_size if kind == "local" else None
@@ -350,12 +350,11 @@ class JatTransformer(nn.Module):
         x = self.drop(inputs_embeds + self.wpe(position_ids))
         keys, values = [], []
         for i, block in enumerate(self.h):
-            past = partial(past_key_values.extend, i) if past_key_values is not None else None
+            past = partial(cache.extend, i) if cache is not None else None
             x, k, v = block(x, biases[block.attn.attention_type], past)
             keys.append(k)
             values.append(v)
-        cache = KVCache(keys, values, k_pos, k_valid) if use_cache else None
-        return self.ln_f(x), cache
+        return self.ln_f(x), KVCache(keys, values, k_pos, k_valid) if use_cache else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -481,7 +480,8 @@ class JatOutput(ModelOutput):
             *next* observation from each action token (``None`` for discrete observations or κ = 0).
         pred_actions: ``(B, L, k)`` continuous actions, or ``(B, L, vocab)`` logits for discrete actions.
         logits: ``(B, T, vocab)`` token logits for text / captioning inputs.
-        past_key_values: :class:`KVCache` when ``use_cache=True``.
+        cache: :class:`KVCache` when ``use_cache=True`` (transformers >= 5.24 names this field ``cache``;
+            ``past_key_values`` is kept as a read-only alias).
         last_hidden_state: ``(B, T, H)`` final hidden states (all tokens).
     """
 
@@ -491,8 +491,13 @@ class JatOutput(ModelOutput):
     pred_observations: Tensor | None = None
     pred_actions: Tensor | None = None
     logits: Tensor | None = None
-    past_key_values: KVCache | None = None
+    cache: KVCache | None = None
     last_hidden_state: Tensor | None = None
+
+    @property
+    def past_key_values(self) -> KVCache | None:
+        """The cache under its pre-5.24 name (the reference's, and transformers < 5.24's)."""
+        return self.cache
 
 
 class JatModel(PreTrainedModel):
@@ -688,10 +693,11 @@ class JatModel(PreTrainedModel):
         rewards: Tensor | None = None,
         attention_mask: Tensor | None = None,
         loss_weight: Tensor | None = None,
-        past_key_values: KVCache | None = None,
+        cache: KVCache | None = None,
         position_ids: Tensor | None = None,
         return_loss: bool = True,
         use_cache: bool = False,
+        past_key_values: KVCache | None = None,
         **kwargs: Any,
     ) -> JatOutput:
         """Runs the model on text / captioning or on RL episodes.
@@ -707,18 +713,23 @@ class JatModel(PreTrainedModel):
             rewards: ``(B, L)`` reward that led to each observation (0 at t = 0).
             attention_mask: ``(B, L)`` for RL (per timestep) or ``(B, T)`` for text; 1 = real.
             loss_weight: ``(B, L)`` per-timestep loss weights (RL only).
-            past_key_values: A :class:`KVCache` of earlier tokens.
+            cache: A :class:`KVCache` of earlier tokens.
             position_ids: Explicit token positions ``(B, tokens)``.
             return_loss: Compute the losses.
             use_cache: Return the extended cache.
+            past_key_values: The same as ``cache``, under the reference's (and transformers < 5.24's) name.
             **kwargs: Accepted and ignored for compatibility (``token_type_ids``, ``return_dict``, …).
 
         Returns:
             A :class:`JatOutput`.
         """
+        if past_key_values is not None:
+            if cache is not None:
+                raise ValueError("Pass the KV cache once: cache= or past_key_values= (its older name), not both.")
+            cache = past_key_values
         if input_ids is not None or pixel_values is not None:
             return self._forward_text(
-                input_ids, pixel_values, attention_mask, past_key_values, position_ids, return_loss, use_cache
+                input_ids, pixel_values, attention_mask, cache, position_ids, return_loss, use_cache
             )
         rl = dict(
             continuous_observations=continuous_observations,
@@ -730,7 +741,7 @@ class JatModel(PreTrainedModel):
         if all(v is None for v in rl.values()):
             raise ValueError("No input: pass input_ids / pixel_values (text) or observations and actions (RL).")
         return self._forward_rl(
-            rewards, attention_mask, loss_weight, past_key_values, position_ids, return_loss, use_cache, **rl
+            rewards, attention_mask, loss_weight, cache, position_ids, return_loss, use_cache, **rl
         )
 
     def _forward_rl(
@@ -738,7 +749,7 @@ class JatModel(PreTrainedModel):
         rewards: Tensor | None,
         attention_mask: Tensor | None,
         loss_weight: Tensor | None,
-        past_key_values: KVCache | None,
+        past: KVCache | None,
         position_ids: Tensor | None,
         return_loss: bool,
         use_cache: bool,
@@ -763,14 +774,14 @@ class JatModel(PreTrainedModel):
             )
         token_mask = attention_mask.repeat_interleave(2, dim=1) if attention_mask is not None else None  # (B, 2L)
         hidden, cache = self.transformer(
-            self.interleave(obs_embeds, act_embeds), token_mask, position_ids, past_key_values, use_cache
+            self.interleave(obs_embeds, act_embeds), token_mask, position_ids, past, use_cache
         )
         obs_hidden, act_hidden = hidden[:, ::2], hidden[:, 1::2]  # (B, L, H) each
         action_size = continuous_actions.shape[-1] if continuous_actions is not None else None
         pred_actions = self.decode_actions(
             obs_hidden, None if action_size is None else self.config.max_continuous_size
         )
-        out = JatOutput(past_key_values=cache, last_hidden_state=hidden)
+        out = JatOutput(cache=cache, last_hidden_state=hidden)
         out.pred_observations, observation_loss = self._predict_observations(
             act_hidden, rewards, continuous_observations, image_observations, attention_mask, loss_weight, return_loss
         )
@@ -842,15 +853,15 @@ class JatModel(PreTrainedModel):
         input_ids: Tensor | None,
         pixel_values: Tensor | None,
         attention_mask: Tensor | None,
-        past_key_values: KVCache | None,
+        past: KVCache | None,
         position_ids: Tensor | None,
         return_loss: bool,
         use_cache: bool,
     ) -> JatOutput:
         embeds, mask = self._embed_text(input_ids, pixel_values, attention_mask)
-        hidden, cache = self.transformer(embeds, mask, position_ids, past_key_values, use_cache)
+        hidden, cache = self.transformer(embeds, mask, position_ids, past, use_cache)
         logits = self.single_discrete_decoder(hidden)  # (B, P + T, vocab)
-        out = JatOutput(logits=logits, past_key_values=cache, last_hidden_state=hidden)
+        out = JatOutput(logits=logits, cache=cache, last_hidden_state=hidden)
         if return_loss and input_ids is not None and input_ids.shape[1] > 1:
             n = input_ids.shape[1]
             shift_logits = logits[:, -n:-1]  # (B, T - 1, vocab): token t predicts t + 1
@@ -897,7 +908,7 @@ class JatModel(PreTrainedModel):
         batch = (input_ids if input_ids is not None else pixel_values).shape[0]
         prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
         out = self._forward_text(input_ids, pixel_values, None, None, None, False, True)
-        logits, cache = out.logits, out.past_key_values
+        logits, cache = out.logits, out.cache
         tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens):
             next_token = self._pick_token(logits[:, -1], do_sample, temperature, top_k, generator)  # (B,)
@@ -908,7 +919,7 @@ class JatModel(PreTrainedModel):
             if bool(finished.all()):
                 break
             step = self._forward_text(next_token[:, None], None, None, cache, None, False, True)
-            logits, cache = step.logits, step.past_key_values
+            logits, cache = step.logits, step.cache
         return torch.cat([prompt, torch.stack(tokens, dim=1)], dim=1) if tokens else prompt
 
     @staticmethod
@@ -951,6 +962,7 @@ class JatModel(PreTrainedModel):
             self.config.architectures = [type(self).__name__]
             self.config.to_json_file(str(tmp / CONFIG_NAME))
             for name in (WEIGHTS_NAME, CONFIG_NAME):
+                os.chmod(tmp / name, _default_file_mode())  # safetensors writes 0600; other files follow the umask
                 os.replace(tmp / name, target / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -1076,6 +1088,13 @@ def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
         raw.pop(key, None)
     raw.update(overrides)
     return JatConfig(**raw)
+
+
+def _default_file_mode() -> int:
+    """The mode ``open()`` gives a new file here: 0666 less the process umask."""
+    umask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _read_safetensors(path: Path) -> dict[str, Tensor]:

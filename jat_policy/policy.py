@@ -51,9 +51,21 @@ IMAGE_SHAPE = (84, 84, 4)
 _PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
 _GYM_TUPLE_MESSAGE = (
     "You passed a tuple (observation, info) to predict() instead of the observation dict. You are probably mixing "
-    "the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` (Gymnasium) vs `obs = vec_env.reset()` "
-    "(SB3 VecEnv). Pass `obs` only."
-)
+    "Gym API with SB3 VecEnv API, i.e. mixing the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` "
+    "(Gymnasium) vs `obs = vec_env.reset()` (SB3 VecEnv). Pass `obs` only."
+)  # contains SB3's own wording ("mixing Gym API"), which code written against SB3 matches
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    """``"auto"`` as in SB3 (CUDA when available, else the CPU); any other value as torch reads it."""
+    if device is None:
+        return None
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({err}).") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -419,7 +431,8 @@ class JatPolicy:
             with text). Defaults to the offline default tokenizer when needed.
         context_window: ``W`` in timesteps (even, at most ``max_position_embeddings // 2``). Default: 32 for
             image (Atari) observations, 256 otherwise, capped by the model's positions, as in training.
-        device: Device to move the model to (default: leave it where it is).
+        device: Device to move the model to: ``"auto"`` (CUDA when available, as SB3), ``"cpu"``, ``"cuda:0"``...
+            (default: leave it where it is).
 
     Raises:
         ValueError: For observation or action spaces the checkpoint cannot represent, or a bad context window.
@@ -446,6 +459,7 @@ class JatPolicy:
     ) -> None:
         if not isinstance(model, JatModel):
             raise TypeError(f"model must be a JatModel, got {type(model).__name__}.")
+        device = resolve_device(device)
         self.model = model.eval() if device is None else model.to(device).eval()
         self.config = model.config
         self.observation_space = observation_space
@@ -802,7 +816,7 @@ class JatPolicy:
 
         Args:
             directory: The directory.
-            device: Device for the model.
+            device: Device for the model (``"auto"``: CUDA when available).
 
         Returns:
             The policy.
@@ -829,7 +843,7 @@ class JatPolicy:
             action_space: The env's action space; default: the one in ``policy.json``.
             processor: Processor to use; default: the checkpoint's (tokenizer files), if any.
             context_window: ``W`` in timesteps; default: ``policy.json``'s, else the per-domain default.
-            device: Device for the model.
+            device: Device for the model (``"auto"``: CUDA when available).
             revision: Hub revision.
             dtype: dtype to cast the weights to.
 
@@ -849,7 +863,7 @@ class JatPolicy:
             action_space = saved[1] if action_space is None else action_space
             if context_window is None and (observation_space, action_space) == saved:
                 context_window = meta.get("context_window")  # the saved window belongs to the saved spaces
-        model = JatModel.from_pretrained(directory, device=device, dtype=dtype)
+        model = JatModel.from_pretrained(directory, device=resolve_device(device), dtype=dtype)
         if processor is None and any((directory / name).is_file() for name in _PROCESSOR_FILES):
             from jat_policy.processing import JatProcessor
 

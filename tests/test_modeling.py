@@ -233,7 +233,7 @@ def test_kv_cache_matches_full_forward_with_padding_rows() -> None:
     with torch.no_grad():
         full, _ = model.transformer(embeds)
         first, cache = model.transformer(embeds[:, :7], use_cache=True)
-        second, _ = model.transformer(embeds[:, 7:], past_key_values=cache)
+        second, _ = model.transformer(embeds[:, 7:], cache=cache)
         torch.testing.assert_close(torch.cat((first, second), 1), full, atol=1e-5, rtol=0)
         # row 1 holds 3 invalid (left-padding) slots before its context: same result, positions explicit
         pad = torch.randn(1, 3, 32)
@@ -241,8 +241,26 @@ def test_kv_cache_matches_full_forward_with_padding_rows() -> None:
         mask = torch.tensor([[0, 0, 0] + [1] * 7])
         pos = torch.tensor([[0, 0, 0] + list(range(7))])
         _, cache_p = model.transformer(padded, attention_mask=mask, position_ids=pos, use_cache=True)
-        out, _ = model.transformer(embeds[1:, 7:], past_key_values=cache_p)
+        out, _ = model.transformer(embeds[1:, 7:], cache=cache_p)
     torch.testing.assert_close(out, full[1:, 7:], atol=1e-5, rtol=0)
+
+
+def test_cache_keyword_new_and_old_names() -> None:
+    # transformers >= 5.24 names the cache `cache`; the reference (and older transformers) `past_key_values`
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    obs, act = torch.randn(2, 6, 3), torch.randn(2, 6, 2)
+    with torch.no_grad():
+        full = model(continuous_observations=obs, continuous_actions=act, return_loss=False)
+        first = model(continuous_observations=obs[:, :4], continuous_actions=act[:, :4], use_cache=True)
+        assert first.cache is not None and first.past_key_values is first.cache
+        rest = dict(continuous_observations=obs[:, 4:], continuous_actions=act[:, 4:], return_loss=False)
+        new = model(**rest, cache=first.cache)
+        old = model(**rest, past_key_values=first.cache)
+        with pytest.raises(ValueError, match="not both"):
+            model(**rest, cache=first.cache, past_key_values=first.cache)
+    torch.testing.assert_close(new.pred_actions, full.pred_actions[:, 4:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(old.pred_actions, new.pred_actions, atol=0, rtol=0)
 
 
 def test_positions_beyond_table_raise() -> None:

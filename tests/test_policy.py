@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from gymnasium import spaces
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start, space_from_json, space_to_json
-from tests.conftest import tiny_config
+from tests.conftest import FIXTURES, tiny_config
 
 TOL = 1e-4
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -341,6 +343,8 @@ def test_predict_rejects_mistakes_with_helpful_messages(model):
     obs = {"continuous_observation": np.zeros(6, np.float32)}
     with pytest.raises(ValueError, match="mixing the Gymnasium API"):
         policy.predict((obs, {}))
+    with pytest.raises(ValueError, match=r"mixing Gym API"):  # SB3's own tests match this phrase
+        policy.predict((obs, {}))
     with pytest.raises(ValueError, match="step dict"):
         policy.predict(np.zeros(6, np.float32))
     with pytest.raises(ValueError, match="lacks"):
@@ -394,6 +398,42 @@ def test_save_load_round_trip(model, tmp_path):
         a1, s1 = policy.predict(obs, s1)
         a2, s2 = loaded.predict(obs, s2)
         np.testing.assert_array_equal(a1, a2)
+
+
+def test_checkpoint_saved_by_an_earlier_release_loads_and_acts_the_same():
+    # tests/fixtures/checkpoint-0.1.0: a tiny policy written by jat-policy 0.1.0 (the landed code before the
+    # transformers 5.24 `cache` rename), with the deterministic actions it took on a fixed 9-step, 2-env rollout.
+    from safetensors.numpy import load_file
+
+    directory = FIXTURES / "checkpoint-0.1.0"
+    rollout = load_file(str(directory / "rollout.safetensors"))
+    policy = JatPolicy.load(directory, device="cpu")
+    assert policy.context_window == 6 and policy.model.dtype == torch.float32
+    state = None
+    for obs, expected in zip(rollout["observations"], rollout["actions"], strict=True):
+        action, state = policy.predict({"continuous_observation": obs}, state, deterministic=True)
+        np.testing.assert_allclose(action, expected, atol=1e-6, rtol=0)
+
+
+def test_saved_files_follow_the_umask(model, tmp_path):
+    old = os.umask(0o022)
+    try:
+        JatPolicy(model, CONT_SPACE, WIDE_BOX).save(tmp_path)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o644, "model.safetensors": 0o644, "policy.json": 0o644}
+
+
+def test_device_auto_as_in_sb3(model, tmp_path):
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, device="auto")
+    assert policy.device.type == expected
+    policy.save(tmp_path)
+    assert JatPolicy.load(tmp_path, device="auto").device.type == expected
+    assert JatPolicy.from_pretrained(tmp_path, device="auto").device.type == expected
+    with pytest.raises(ValueError, match="Unknown device 'gpu': use 'auto'"):
+        JatPolicy(model, CONT_SPACE, WIDE_BOX, device="gpu")
 
 
 def test_from_pretrained_on_a_model_directory_needs_the_spaces(model, tmp_path):

@@ -94,7 +94,10 @@ class _Losses(TrainerCallback):
 
 
 def _options(tmp_path: Path, **kw) -> TrainOptions:
-    defaults = dict(output_dir=str(tmp_path / "run"), report_to="none", logging_steps=1, save_steps=1000, seed=0)
+    # fp32 unless a test asks for bf16: numeric comparisons must not depend on whether the CPU has AVX-512 BF16
+    defaults = dict(
+        output_dir=str(tmp_path / "run"), report_to="none", logging_steps=1, save_steps=1000, seed=0, bf16="no"
+    )
     return TrainOptions(**{**defaults, **kw})
 
 
@@ -129,6 +132,32 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, data_root, tiny_
     large = train(_options(tmp_path, **common, max_steps=3, per_device_batch_size=4, output_dir=str(tmp_path / "l")))
     a, b = load_file(accumulated / "model.safetensors"), load_file(large / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_bf16_trains_and_follows_fp32(tmp_path, data_root, tiny_model_dir):
+    # bf16 autocast (native with AVX-512 BF16 / AMX, emulated elsewhere): the loss falls, and step by step it
+    # stays within bf16's precision of the fp32 run's (8 mantissa bits: ~0.4% per rounding).
+    common = dict(tasks=["metaworld-reach"], data=str(data_root / "fixed"), model=str(tiny_model_dir), window=16)
+    common.update(max_steps=12, per_device_batch_size=2, learning_rate=3e-3, lr_scheduler="constant", warmup=0)
+    curves = {}
+    for mode in ("no", "yes"):
+        losses = _Losses()
+        train(_options(tmp_path, **common, bf16=mode, output_dir=str(tmp_path / mode)), callbacks=[losses])
+        curves[mode] = np.array(losses.losses)
+    fp32, bf16 = curves["no"], curves["yes"]
+    assert len(bf16) == 12 and bf16[-1] < 0.6 * bf16[0], bf16
+    assert np.abs(bf16 - fp32).max() <= 0.03 * fp32.max(), (fp32, bf16)
+    assert not np.array_equal(bf16, fp32)  # autocast really ran in bf16
+
+
+def test_bf16_auto_can_be_forced_off(monkeypatch):
+    from jat_policy.trainers.bc import NO_NATIVE_BF16_ENV, _resolve_bf16, cpu_supports_bf16
+
+    monkeypatch.setenv(NO_NATIVE_BF16_ENV, "1")
+    assert not cpu_supports_bf16()
+    if not torch.cuda.is_available():
+        assert not _resolve_bf16("auto")
+    assert _resolve_bf16("yes")
 
 
 def test_bf16_auto_follows_the_hardware():
@@ -308,6 +337,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_root, t
         logging_steps=1,
         report_to="none",
         resume_from_checkpoint="last",
+        bf16="no",  # exact comparisons: fp32 whatever the CPU
     )
     reference = _start(tmp_path, {**common, "output_dir": str(tmp_path / "a")}, tmp_path / "a.jsonl")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
@@ -336,7 +366,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path, data_root, t
 def test_torchrun_two_processes_match_one_process(tmp_path, data_root, tiny_model_dir):
     # Equal-length episodes (no padding): the mean over each rank's windows averages to the global mean.
     common = ["--tasks", "metaworld-reach", "--data", str(data_root / "fixed"), "--model", str(tiny_model_dir)]
-    common += ["--max-steps", "4", "--window", "8", "--report-to", "none", "--save-steps", "100"]
+    common += ["--max-steps", "4", "--window", "8", "--report-to", "none", "--save-steps", "100", "--bf16", "no"]
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp += [
         "-m",

@@ -29,6 +29,7 @@ def test_every_task_constructs_and_steps(task):
         for _ in range(5):
             obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
             assert obs in env.observation_space, task
+            assert type(reward) is float, task
             if "continuous_observation" in obs:
                 assert obs["continuous_observation"][-1] == np.float32(reward)
                 assert obs["continuous_observation"].shape[0] <= 377

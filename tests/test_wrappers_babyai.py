@@ -42,6 +42,7 @@ def test_layout_matches_the_raw_env(task, capsys):
             obs, reward, terminated, truncated, _ = env.step(action)
             raw_obs, raw_reward, *_ = raw.step(action)
             assert reward == raw_reward and obs["reward"][0] == np.float32(reward)
+            assert type(reward) is float  # minigrid returns int 0 on failure; Gymnasium and the reference float
             if terminated or truncated:
                 break
     assert "Sampling rejected" not in capsys.readouterr().out

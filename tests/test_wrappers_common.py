@@ -90,6 +90,40 @@ def test_step_dict_shapes_dtypes_and_membership(name):
                 assert obs[key].shape == shape and obs[key].dtype == dtype, key
 
 
+class IntRewardEnv(SpaceEnv):
+    """Returns numpy / int rewards, as minigrid (``0`` on failure) and some custom envs do."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, (np.int64(reward) if self.t % 2 else int(reward)), terminated, truncated, info
+
+
+class DeclaredRewardRangeEnv(SpaceEnv):
+    reward_range = (-1.0, 2.5)  # pre-1.0 Gymnasium attribute, still set by some envs
+
+
+@pytest.mark.parametrize("name", ["box1d", "discrete", "dict_text", "stacked_frames"])
+def test_rewards_are_python_floats(name):
+    env = JatObservation(IntRewardEnv(SUPPORTED[name][0]))
+    env.reset(seed=0)
+    for _ in range(4):
+        _, reward, *_ = env.step(env.action_space.sample())
+        assert type(reward) is float
+
+
+def test_continuous_space_keeps_the_env_bounds():
+    second = spaces.Box(np.array([0, -np.inf], np.float32), np.array([1, 5], np.float32))
+    space = spaces.Dict({"b": spaces.Box(-2, 3, (2,)), "a": second})  # Gymnasium sorts a plain dict's keys
+    env = JatObservation(SpaceEnv(space))
+    box = env.observation_space["continuous_observation"]
+    np.testing.assert_array_equal(box.low, np.array([0, -np.inf, -2, -2, -np.inf], np.float32))  # a ‖ b ‖ reward
+    np.testing.assert_array_equal(box.high, np.array([1, 5, 3, 3, np.inf], np.float32))
+    for obs, _ in _roll(env):
+        assert obs in env.observation_space
+    declared = JatObservation(DeclaredRewardRangeEnv(spaces.Box(-1, 1, (3,)))).observation_space
+    assert declared["continuous_observation"].low[-1] == -1.0 and declared["continuous_observation"].high[-1] == 2.5
+
+
 @pytest.mark.parametrize("name", ["box1d", "discrete", "dict_text", "stacked_frames"])
 def test_reward_is_the_previous_one(name):
     env = JatObservation(SpaceEnv(SUPPORTED[name][0]))

@@ -27,10 +27,12 @@ def _check_rollout(env: gym.Env, steps: int = 20, seed: int = 0) -> dict:
 
 
 def test_cartpole():
+    raw = gym.make("CartPole-v1").observation_space
     env = wrap_env(gym.make("CartPole-v1"))
-    assert env.observation_space == spaces.Dict(
-        {"continuous_observation": spaces.Box(-np.inf, np.inf, (5,), np.float32)}
-    )
+    # the env's own bounds (cart ±4.8, pole ±0.42 rad) for the observation, ±inf for the appended reward
+    low, high = np.append(raw.low, -np.inf).astype(np.float32), np.append(raw.high, np.inf).astype(np.float32)
+    assert env.observation_space == spaces.Dict({"continuous_observation": spaces.Box(low, high, dtype=np.float32)})
+    assert env.observation_space["continuous_observation"].low[0] == np.float32(-4.8)
     assert env.action_space == spaces.Discrete(2)
     obs, _ = env.reset(seed=3)
     assert obs["continuous_observation"][-1] == 0.0

@@ -24,9 +24,12 @@ def reach():
 
 def test_spaces_rollout_and_reward_shift(reach):
     env = reach
+    raw = env.unwrapped.sawyer_observation_space  # hand, gripper and goal bounded; object entries unbounded
+    low, high = np.append(raw.low, -np.inf).astype(np.float32), np.append(raw.high, np.inf).astype(np.float32)
     assert env.observation_space == gym.spaces.Dict(
-        {"continuous_observation": gym.spaces.Box(-np.inf, np.inf, (40,), np.float32)}
+        {"continuous_observation": gym.spaces.Box(low, high, (40,), np.float32)}
     )
+    assert np.all(high[36:39] > low[36:39])  # the goal is visible, so its bounds are not metaworld's stale 0..0
     assert env.action_space == gym.spaces.Box(-1, 1, (4,), np.float32)
     obs, _ = env.reset(seed=0)
     assert obs in env.observation_space and obs["continuous_observation"][-1] == 0.0

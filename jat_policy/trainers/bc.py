@@ -332,10 +332,19 @@ def load_task_windows(
 # Trainer
 
 
+NO_NATIVE_BF16_ENV = "JAT_POLICY_NO_NATIVE_BF16"
+
+
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32."""
+    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 or AMX); emulated bf16 is slower than fp32.
+
+    ``JAT_POLICY_NO_NATIVE_BF16=1`` answers ``False`` whatever the CPU: ``--bf16 auto`` then stays fp32, which
+    proves the fp32 path on a machine that has bf16 hardware.
+    """
     import torch
 
+    if os.environ.get(NO_NATIVE_BF16_ENV, "") not in ("", "0"):
+        return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 

@@ -2,8 +2,9 @@
 
 The step dict (``gymnasium.spaces.Dict``) holds a subset of:
 
-- ``continuous_observation``: ``Box(-inf, inf, (n+1,), float32)``, the raw observation with the previous reward
-  appended (0.0 after reset). ``n + 1 <= 377`` (JAT's continuous encoder width).
+- ``continuous_observation``: ``Box(low ‖ r_low, high ‖ r_high, (n+1,), float32)``, the raw observation with the
+  previous reward appended (0.0 after reset); the first ``n`` bounds are the env's, the reward's are the env's
+  ``reward_range`` where it declares one, else ±inf. ``n + 1 <= 377`` (JAT's continuous encoder width).
 - ``discrete_observation``: ``MultiDiscrete`` of at most 212 ints (148 when a text entry rides along, whose 64
   tokens the processor appends). BabyAI: ``[direction] + image(7, 7, 3).flatten()`` (C order) = 148 ints.
 - ``text_observation``: the mission, a :class:`gymnasium.spaces.Text` (``text_as_bytes`` gives fixed-size bytes).
@@ -192,6 +193,8 @@ class _Layout:
     start: np.ndarray | None = None
     continuous_size: int = 0
     text_space: spaces.Text | None = None
+    low: np.ndarray | None = None  # (continuous_size,) the env's bounds of the continuous values
+    high: np.ndarray | None = None
 
 
 _SUPPORTED = (
@@ -215,15 +218,19 @@ def _text_space_for(space: spaces.Space) -> spaces.Text:
     return spaces.Text(max_length=TEXT_BYTES, min_length=0, charset=TEXT_CHARSET)
 
 
+def _continuous_layout(keys: list[str | None], parts: list[spaces.Box]) -> _Layout:
+    low = np.concatenate([p.low.reshape(-1) for p in parts]).astype(np.float32)  # (n,)
+    high = np.concatenate([p.high.reshape(-1) for p in parts]).astype(np.float32)
+    return _Layout(continuous=keys, continuous_size=len(low), low=low, high=high)
+
+
 def _dict_layout(space: spaces.Dict) -> _Layout:
     layout = _Layout()
     text_keys = [k for k, s in space.spaces.items() if is_text_space(s)]
     if len(text_keys) > 1:
         raise _unsupported(space, f"more than one text entry ({text_keys})")
     if not text_keys and space.spaces and all(_is_continuous(s) for s in space.spaces.values()):
-        layout.continuous = list(space.spaces)
-        layout.continuous_size = sum(s.shape[0] for s in space.spaces.values())
-        return layout
+        return _continuous_layout(list(space.spaces), list(space.spaces.values()))
     if not text_keys:
         raise _unsupported(space, "a Dict needs a text entry or only 1-D float Boxes")
     layout.text, layout.text_space = text_keys[0], _text_space_for(space[text_keys[0]])
@@ -269,7 +276,7 @@ def _layout(space: spaces.Space) -> _Layout:
     if isinstance(space, spaces.Dict):
         layout = _dict_layout(space)
     elif _is_continuous(space):
-        layout = _Layout(continuous=[None], continuous_size=space.shape[0])
+        layout = _continuous_layout([None], [space])
     elif isinstance(space, spaces.Box) and space.shape == IMAGE_SHAPE and space.dtype == np.uint8:
         layout = _Layout(image=True)
     elif is_image_space(space):
@@ -285,10 +292,22 @@ def _layout(space: spaces.Space) -> _Layout:
     return layout
 
 
-def _observation_space(layout: _Layout) -> spaces.Dict:
+def _reward_bounds(env: gym.Env) -> tuple[float, float]:
+    """The env's declared reward range; Gymnasium 1.x dropped ``reward_range``, so usually ±inf."""
+    declared = getattr(env.unwrapped, "reward_range", None)
+    try:
+        low, high = (float(v) for v in declared)
+    except (TypeError, ValueError):
+        return -np.inf, np.inf
+    return low, high
+
+
+def _observation_space(layout: _Layout, reward_bounds: tuple[float, float]) -> spaces.Dict:
     out: dict[str, spaces.Space] = {}
     if layout.continuous:
-        out["continuous_observation"] = spaces.Box(-np.inf, np.inf, (layout.continuous_size + 1,), np.float32)
+        low = np.append(layout.low, np.float32(reward_bounds[0]))  # (n + 1,): the env's bounds ‖ the reward's
+        high = np.append(layout.high, np.float32(reward_bounds[1]))
+        out["continuous_observation"] = spaces.Box(low, high, dtype=np.float32)
     if layout.discrete:
         out["discrete_observation"] = spaces.MultiDiscrete(layout.nvec, dtype=np.int64, start=layout.start)
     if layout.text_space is not None:
@@ -332,7 +351,7 @@ class JatObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
         self._layout = _layout(env.observation_space)
-        self.observation_space = _observation_space(self._layout)
+        self.observation_space = _observation_space(self._layout, _reward_bounds(env))
 
     def observation(self, obs: Any, reward: SupportsFloat) -> dict[str, Any]:
         """Build the step dict of ``obs`` with ``reward`` as the previous reward."""
@@ -356,10 +375,11 @@ class JatObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(seed=seed, options=options)
         return self.observation(obs, 0.0), info
 
-    def step(self, action: Any) -> tuple[dict, SupportsFloat, bool, bool, dict]:
-        """Step the env; the step dict carries the reward this step returned."""
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        """Step the env; the step dict carries the reward this step returned (a Python ``float``, as Gymnasium's)."""
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self.observation(obs, float(reward)), reward, terminated, truncated, info
+        reward = float(reward)  # minigrid returns int 0 on failure; every JAT stack returns float
+        return self.observation(obs, reward), reward, terminated, truncated, info
 
 
 class TextAsBytes(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):

@@ -109,6 +109,9 @@ def make_metaworld(
     if int(max_episode_steps) < 1:
         raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
     env = envs[key](render_mode=render_mode)
+    # metaworld 3.1's goal-observable classes make the goal visible after __init__ but keep the observation space
+    # computed before (goal bounds 0..0); the recomputed one holds what the env returns (steps clip to it).
+    env.observation_space = env.sawyer_observation_space
     # the env itself truncates (and then refuses to step) at max_path_length (500)
     env.max_path_length = max(env.max_path_length, int(max_episode_steps))
     env = MetaWorldSeeding(env)
