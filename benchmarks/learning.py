@@ -46,13 +46,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
 from transformers import TrainerCallback
 
 from jat_policy.data.experts import SB3Expert
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
-from jat_policy.trainers.bc import TrainOptions, parse_task_values, train
+from jat_policy.trainers.bc import TrainOptions, parse_task_values, resolve_bf16, train
 from jat_policy.utils.cli_args import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,7 +107,14 @@ class Args:
     threads: int | None = field(
         default=None, metadata={"help": "torch threads (1 lets both configurations run side by side on 2 cores)."}
     )
+    bf16: str = field(
+        default="auto",
+        metadata={"help": "bf16 autocast: auto (native bf16 hardware), yes or no.", "choices": ["auto", "yes", "no"]},
+    )
     scratch: str = field(default="runs/learning", metadata={"help": "Data and checkpoints (not committed)."})
+    data: str | None = field(
+        default=None, metadata={"help": "Dataset folder (default: <scratch>/data); collected there when missing."}
+    )
     results: str = field(default="benchmarks/results", metadata={"help": "Where learning.{json,png} go."})
 
 
@@ -156,7 +164,7 @@ def run_config(
 ) -> dict:
     """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
     scratch = Path(args.scratch)
-    data_dir = scratch / "data"
+    data_dir = Path(args.data) if args.data else scratch / "data"
     # Stochastic expert actions, as the JAT MuJoCo data: a deterministic PPO expert keeps the pole so close to
     # upright (action std 0.01) that the demonstrations never show how to recover, and cloning fails.
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
@@ -180,6 +188,7 @@ def run_config(
         learning_rate=args.learning_rate,
         sample_weights=sample_weights,
         num_threads=args.threads,
+        bf16=args.bf16,
     )
     start = time.perf_counter()
     budget = TimeBudget(budget_s)
@@ -220,6 +229,8 @@ def run_config(
         "budget_minutes": budget_s / 60,
         "max_steps_planned": max_steps,
         "steps_done": budget.steps,
+        "steps_per_second": budget.steps / train_s,
+        "bf16": resolve_bf16(args.bf16),
         "options": asdict(args),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -248,6 +259,18 @@ def plot(results: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def machine() -> dict:
+    """Platform, CPU model and its AVX/AMX flags (bf16 speed depends on them), cores and torch threads."""
+    cpu, flags = cpu_info()
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx"))),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def main() -> None:
     """Runs the configurations and writes benchmarks/results/learning.{json,png}."""
     args = parse_args(Args, None, prog="benchmarks/learning.py", description=__doc__)
@@ -263,7 +286,7 @@ def main() -> None:
     report = {
         "results": results,
         "options": asdict(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "machine": machine(),
         "torch": torch.__version__,
         "notes": "Scores are expert-normalised against the collected data's expert and random policy.",
     }

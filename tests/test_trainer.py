@@ -150,22 +150,22 @@ def test_bf16_trains_and_follows_fp32(tmp_path, data_root, tiny_model_dir):
     assert not np.array_equal(bf16, fp32)  # autocast really ran in bf16
 
 
-def test_bf16_auto_can_be_forced_off(monkeypatch):
-    from jat_policy.trainers.bc import NO_NATIVE_BF16_ENV, _resolve_bf16, cpu_supports_bf16
+def test_onednn_isa_cap_turns_native_bf16_off(monkeypatch):
+    from jat_policy.trainers.bc import cpu_supports_bf16, resolve_bf16
 
-    monkeypatch.setenv(NO_NATIVE_BF16_ENV, "1")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # a bf16 CPU computing as an AVX2-only one
     assert not cpu_supports_bf16()
-    if not torch.cuda.is_available():
-        assert not _resolve_bf16("auto")
-    assert _resolve_bf16("yes")
+    assert resolve_bf16("yes") and not resolve_bf16("no")
 
 
 def test_bf16_auto_follows_the_hardware():
-    from jat_policy.trainers.bc import _resolve_bf16, cpu_supports_bf16
+    from jat_policy.trainers.bc import cpu_supports_bf16, resolve_bf16
 
-    expected = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_supports_bf16()
-    assert _resolve_bf16("auto") == expected
-    assert _resolve_bf16("yes") and not _resolve_bf16("no")
+    # auto: bf16 on a CUDA GPU that supports it, fp32 on every CPU (bf16 hardware or not)
+    expected = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    assert resolve_bf16("auto") == expected
+    assert isinstance(cpu_supports_bf16(), bool)
+    assert resolve_bf16("yes") and not resolve_bf16("no")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Refreshes requirements/lock.txt to the newest versions pyproject.toml allows (pip-compile, with torch held at the
+# CPU build 2.13.0 of requirements/torch.in), then reinstalls .venv from it and runs the default suite on it.
+# If the suite fails, the new lock is not the tested stack: `git checkout requirements/lock.txt` restores the old one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools=.venv-tools
+if [ ! -x "$tools/bin/pip-compile" ]; then
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install -q --disable-pip-version-check "pip-tools==7.6.2"
+fi
+CUSTOM_COMPILE_COMMAND="bash scripts/lock.sh" "$tools/bin/pip-compile" -q --upgrade --extra all --extra dev --strip-extras --allow-unsafe \
+  --no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+  -o requirements/lock.txt pyproject.toml requirements/torch.in
+git --no-pager diff --stat -- requirements/lock.txt || true
+exec bash scripts/test.sh "$@"
