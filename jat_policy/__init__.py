@@ -7,6 +7,7 @@ name that needs them, so ``import jat_policy.wrappers`` never imports torch.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 from jat_policy.utils.lazy import lazy_attributes
@@ -63,4 +64,6 @@ __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 # Registers the Gymnasium ids jat/<task> (gymnasium + the task table only: no torch, no optional domain), so
 # gym.make("jat_policy:jat/atari-pong") works. Gymnasium 1.x has no entry-point plugins: see wrappers/registration.py.
-importlib.import_module("jat_policy.wrappers")
+# gymnasium is a dependency; the check only lets the numpy-only parts (jat_policy.evaluation.scores) run without it.
+if importlib.util.find_spec("gymnasium") is not None:
+    importlib.import_module("jat_policy.wrappers")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -471,7 +473,7 @@ def test_plots_are_written(two_task_result, tmp_path):
 def test_cli_random_policy(monkeypatch, tmp_path):
     from jat_policy.cli import main
 
-    monkeypatch.setattr(evaluation, "_default_env_fn", lambda env_kwargs: cartpole)
+    monkeypatch.setattr(evaluation.rollout, "_default_env_fn", lambda env_kwargs: cartpole)
     out = tmp_path / "random.json"
     argv = ["evaluate", "--model", "random", "--tasks", "cp1,cp2", "--episodes", "3", "--n-envs", "2"]
     argv += ["--seed", "1", "--output", str(out), "--bootstrap-reps", "50", "--no-progress"]
@@ -500,3 +502,19 @@ def test_cli_on_a_registered_task(tmp_path):
     assert task["domain"] == "mujoco" and task["reference"]["source"] == "registry"
     assert task["expert_normalized"]["status"] == "ok"
     assert (out.parent / "pendulum_normalized_mujoco.png").exists()
+
+
+def test_score_maths_import_without_gymnasium_or_torch():
+    # scores.py is numpy only: blocking gymnasium and torch must not stop normalisation from working
+    code = (
+        "import sys; sys.modules['gymnasium'] = None; sys.modules['torch'] = None\n"
+        "from jat_policy.evaluation.scores import normalize, normalize_score, ScoreReference\n"
+        "assert normalize_score(5.0, 0.0, 10.0) == 0.5\n"
+        "assert abs(normalize(45.0, 'babyai-go-to-red-ball', reference_scores={'babyai-go-to-red-ball': (0, 90)})"
+        " - 0.5) < 1e-12\n"
+        "from jat_policy.evaluation import get_reference_scores\n"
+        "print(get_reference_scores('mujoco-pendulum').source)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "registry"

@@ -1,0 +1,438 @@
+"""Rollouts: any SB3-style ``predict`` over a vectorised env, episode seeds fixed, results in episode order.
+
+:func:`evaluate` is the whole job: it rolls a policy out on tasks and returns raw scores (the undiscounted sum
+of the env's rewards; Atari: whole games, unclipped), normalised scores and per-domain aggregates, with the
+provenance of every number (env ids and versions, seeds, model config, machine).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from jat_policy.evaluation.results import (
+    EvaluationResult,
+    TaskResult,
+    aggregate_results,
+    jsonable,
+    machine,
+    package_versions,
+)
+from jat_policy.evaluation.scores import NormalizedScores, get_reference_scores, lookup_task
+from jat_policy.tasks import RL_DOMAINS
+
+__all__ = [
+    "EnvFn",
+    "PolicyFactory",
+    "Predictor",
+    "RandomPolicy",
+    "evaluate",
+    "expand_tasks",
+    "jat_policy_factory",
+    "random_policy_factory",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Policies
+# --------------------------------------------------------------------------------------------------
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything with stable-baselines3's ``predict`` contract (``JatPolicy``, SB3 models, ...)."""
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Returns a batch of actions and the next recurrent state."""
+        ...
+
+
+PolicyFactory = Callable[[str, gym.Env], Predictor]
+"""``policy_for(task_name, env) -> predictor``: one JAT model serves tasks with different spaces."""
+
+EnvFn = Callable[[str], gym.Env]
+"""``env_fn(task_name) -> gym.Env``: builds one (unbatched) environment for a task."""
+
+
+class RandomPolicy:
+    """A uniform random policy with the SB3 ``predict`` contract (random baselines, tests).
+
+    Args:
+        action_space: The (unbatched) action space to sample from.
+        seed: Seed of the action space's generator.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> policy = RandomPolicy(gym.spaces.Discrete(3), seed=0)
+        >>> actions, state = policy.predict({"x": [0, 0]}, episode_start=np.ones(2, dtype=bool))
+        >>> actions.shape
+        (2,)
+    """
+
+    def __init__(self, action_space: gym.Space, seed: int | None = None) -> None:
+        if not isinstance(action_space, gym.Space):
+            raise TypeError(f"RandomPolicy needs a gymnasium action space, got {type(action_space).__name__}.")
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Samples one action per env; the batch size is ``len(episode_start)`` (1 unbatched action if None)."""
+        if episode_start is None:
+            return np.asarray(self.action_space.sample()), state
+        return np.stack([self.action_space.sample() for _ in range(len(episode_start))]), state
+
+
+def random_policy_factory(seed: int | None = 0) -> PolicyFactory:
+    """Returns ``policy_for(task, env)`` building a :class:`RandomPolicy` for each task's action space."""
+
+    def build(task: str, env: gym.Env) -> Predictor:
+        return RandomPolicy(env.action_space, seed=seed)
+
+    return build
+
+
+def jat_policy_factory(model_dir: str | os.PathLike, **policy_kwargs: Any) -> PolicyFactory:
+    """Returns ``policy_for(task, env)`` that builds a ``JatPolicy`` for each task's spaces.
+
+    The checkpoint is loaded lazily (``jat_policy.policy`` imports torch), once per task, with
+    ``JatPolicy.from_pretrained(model_dir, observation_space, action_space, **policy_kwargs)``.
+
+    Args:
+        model_dir: A checkpoint directory (``save_pretrained``) or Hub id.
+        **policy_kwargs: Forwarded to ``JatPolicy.from_pretrained`` (e.g. a context window).
+
+    Returns:
+        The policy factory to pass to :func:`evaluate`.
+    """
+
+    def build(task: str, env: gym.Env) -> Predictor:
+        try:
+            from jat_policy.policy import JatPolicy
+        except ImportError as err:  # pragma: no cover - depends on what is installed
+            raise ImportError(
+                f"Evaluating the checkpoint {str(model_dir)!r} needs jat_policy.policy.JatPolicy, which failed to "
+                f"import ({err}). Use --model random for a uniform random policy."
+            ) from err
+        return JatPolicy.from_pretrained(model_dir, env.observation_space, env.action_space, **policy_kwargs)
+
+    return build
+
+
+# --------------------------------------------------------------------------------------------------
+# Rollouts
+# --------------------------------------------------------------------------------------------------
+class _WholeGames(gym.Wrapper):
+    """Turns Atari life losses back into ordinary steps, so an episode is a whole game.
+
+    An episodic-life wrapper reports ``terminated`` on each life lost; like the reference's
+    ``eval_jat.py`` we then call ``reset`` (which only takes a no-op step and keeps the game going)
+    and carry on *without* telling the policy a new episode started. Other envs pass through.
+    """
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        ale = getattr(self.env.unwrapped, "ale", None)
+        if terminated and not truncated and ale is not None and not ale.game_over():
+            obs, info = self.env.reset()
+        return obs, reward, terminated and (ale is None or ale.game_over()), truncated, info
+
+
+@dataclass
+class _Episodes:
+    """Outcome of a rollout, indexed by episode number."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    successes: np.ndarray | None
+
+
+def _default_env_fn(env_kwargs: Mapping[str, Any]) -> EnvFn:
+    """``make_env(task, text_as_bytes=True, **env_kwargs)``.
+
+    Text missions become fixed-size UTF-8 byte arrays, which batch into plain arrays like every other
+    key (and are what a checkpoint evaluated through SB3 VecEnvs sees too). ``make_env``'s Atari defaults
+    (``episodic_life=False``, ``clip_reward=False``) already give whole games with raw rewards.
+    """
+
+    def make(task: str) -> gym.Env:
+        from jat_policy.wrappers import make_env
+
+        return make_env(task, **{"text_as_bytes": True, **env_kwargs})
+
+    return make
+
+
+def _make_vector_env(task: str, env_fn: EnvFn, n_envs: int, max_episode_steps: int | None) -> gym.vector.SyncVectorEnv:
+    def one() -> gym.Env:
+        env = env_fn(task)
+        if max_episode_steps is not None:
+            env = gym.wrappers.TimeLimit(env, max_episode_steps)
+        return _WholeGames(env)
+
+    # Resets are ours to do (DISABLED): each episode gets its own seed, and no step is wasted on
+    # NEXT_STEP's "reset step" whose action is ignored.
+    return gym.vector.SyncVectorEnv([one] * n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+def _success_flags(infos: Mapping[str, Any], n_envs: int) -> np.ndarray | None:
+    if "success" not in infos:
+        return None
+    mask = np.asarray(infos.get("_success", np.ones(n_envs, dtype=bool)), dtype=bool)
+    return mask & np.asarray(infos["success"]).astype(bool)
+
+
+def _rollout(
+    vec: gym.vector.SyncVectorEnv,
+    predictor: Predictor,
+    n_episodes: int,
+    seed: int,
+    deterministic: bool,
+    on_episode: Callable[[float], None],
+) -> _Episodes:
+    """Runs exactly ``n_episodes`` episodes; episode ``k`` always starts from ``reset(seed=seed + k)``.
+
+    Env ``i`` starts episode ``i``; whenever an env finishes, it takes the next unstarted episode
+    number. Results are stored by episode number, so which env ran an episode (and so ``n_envs``)
+    does not change the env side of any episode; only a stochastic policy's sampling order can.
+    Envs with no episode left keep stepping (their results are dropped) until all are done.
+    """
+    n_envs = vec.num_envs
+    episode_of = np.arange(n_envs)  # episode number each env is running; >= n_episodes: idle
+    next_episode = n_envs
+    returns, lengths = np.zeros(n_episodes), np.zeros(n_episodes, dtype=np.int64)
+    successes: np.ndarray | None = None
+    ep_return, ep_length = np.zeros(n_envs), np.zeros(n_envs, dtype=np.int64)
+    ep_success = np.zeros(n_envs, dtype=bool)
+    obs, _ = vec.reset(seed=[seed + int(k) for k in episode_of])
+    episode_start, state, n_done = np.ones(n_envs, dtype=bool), None, 0
+    while n_done < n_episodes:
+        actions, state = predictor.predict(obs, state=state, episode_start=episode_start, deterministic=deterministic)
+        obs, rewards, terminated, truncated, infos = vec.step(actions)
+        ep_return += rewards
+        ep_length += 1
+        flags = _success_flags(infos, n_envs)
+        if flags is not None:
+            ep_success |= flags
+            successes = np.zeros(n_episodes, dtype=bool) if successes is None else successes
+        done = terminated | truncated
+        for i in np.flatnonzero(done):
+            k = episode_of[i]
+            if k < n_episodes:
+                returns[k], lengths[k] = ep_return[i], ep_length[i]
+                if successes is not None:
+                    successes[k] = ep_success[i]
+                n_done += 1
+                on_episode(float(ep_return[i]))
+            episode_of[i], next_episode = next_episode, next_episode + 1
+        if done.any():
+            seeds = [seed + int(k) if d and k < n_episodes else None for k, d in zip(episode_of, done, strict=True)]
+            obs, _ = vec.reset(seed=seeds, options={"reset_mask": done})
+            ep_return[done], ep_length[done], ep_success[done] = 0.0, 0, False
+        episode_start = done
+    return _Episodes(returns, lengths, successes)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate()
+# --------------------------------------------------------------------------------------------------
+def expand_tasks(tasks: str | Sequence[str]) -> list[str]:
+    """Splits ``"a,b"`` and expands the keywords ``atari|babyai|metaworld|mujoco|user|all`` via the registry."""
+    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
+    out: list[str] = []
+    for name in filter(None, names):
+        if name in RL_DOMAINS or name in ("user", "all"):
+            from jat_policy.tasks import list_tasks
+
+            out += list_tasks() if name == "all" else list_tasks(name)
+        else:
+            out.append(name)
+    if not out:
+        raise ValueError(f"No tasks to evaluate in {tasks!r}; give task names such as 'atari-pong,mujoco-pendulum'.")
+    return list(dict.fromkeys(out))  # keep order, drop duplicates
+
+
+def _domain_of(task: str, spec: Any | None) -> str:
+    if spec is not None and getattr(spec, "domain", None):
+        return str(spec.domain)
+    prefix = task.split("-", 1)[0]
+    return prefix if prefix in RL_DOMAINS else "user"
+
+
+def _resolve_predictor(policy: Predictor | PolicyFactory, task: str, env: gym.Env) -> Predictor:
+    if hasattr(policy, "predict"):
+        return policy  # type: ignore[return-value]
+    if callable(policy):
+        predictor = policy(task, env)
+        if not hasattr(predictor, "predict"):
+            raise TypeError(
+                f"policy_for({task!r}, env) returned {type(predictor).__name__}, which has no predict(); it must "
+                "return an object with SB3's predict(obs, state, episode_start, deterministic)."
+            )
+        return predictor
+    raise TypeError(
+        f"policy must have SB3's predict() (e.g. JatPolicy) or be policy_for(task, env) -> predictor, "
+        f"got {type(policy).__name__}."
+    )
+
+
+def _model_config(predictor: Any) -> dict[str, Any] | None:
+    config = getattr(getattr(predictor, "model", None), "config", None)
+    if config is None:
+        return None
+    data = config.to_dict() if hasattr(config, "to_dict") else config
+    return {"policy_class": type(predictor).__name__, "config": jsonable(data)}
+
+
+def _evaluate_task(
+    task: str,
+    policy: Predictor | PolicyFactory,
+    env_fn: EnvFn,
+    options: _Options,
+    model_info: dict[str, Any],
+) -> TaskResult:
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    spec = lookup_task(task)
+    vec = _make_vector_env(task, env_fn, options.n_envs, options.max_episode_steps)
+    try:
+        predictor = _resolve_predictor(policy, task, vec.envs[0])
+        config = _model_config(predictor)
+        if config is not None and "config" not in model_info:
+            model_info.update(config)
+        with tqdm(total=options.n_episodes, desc=task, unit="ep", disable=not options.progress) as bar:
+
+            def tick(episode_return: float) -> None:
+                bar.update(1)
+                bar.set_postfix(last_return=f"{episode_return:.4g}")
+
+            episodes = _rollout(vec, predictor, options.n_episodes, options.seed, options.deterministic, tick)
+        built = vec.envs[0].spec
+    finally:
+        vec.close()
+    ref = get_reference_scores(task, options.reference_scores, options.dataset_path)
+    return TaskResult(
+        task=task,
+        domain=_domain_of(task, spec),
+        env_id=getattr(spec, "env_id", None),
+        env_spec_id=None if built is None else built.id,
+        max_episode_steps=None if built is None else built.max_episode_steps,
+        seeds=[options.seed + k for k in range(options.n_episodes)],
+        returns=episodes.returns,
+        lengths=episodes.lengths,
+        successes=episodes.successes,
+        reference=ref,
+        expert_normalized=NormalizedScores.compute(episodes.returns, ref, "expert"),
+        human_normalized=NormalizedScores.compute(episodes.returns, ref, "human"),
+        paper_jat_score=getattr(spec, "paper_jat_score", None),
+        paper_jat_normalized=getattr(spec, "paper_jat_normalized", None),
+        wall_time_s=time.perf_counter() - started,
+    )
+
+
+@dataclass
+class _Options:
+    n_episodes: int
+    n_envs: int
+    seed: int
+    deterministic: bool
+    max_episode_steps: int | None
+    reference_scores: Mapping[str, Any] | None
+    dataset_path: Any
+    progress: bool
+
+
+def evaluate(
+    policy: Predictor | PolicyFactory,
+    tasks: str | Sequence[str],
+    n_episodes: int = 2,
+    n_envs: int = 1,
+    seed: int = 0,
+    *,
+    deterministic: bool = False,
+    reference_scores: Mapping[str, Any] | None = None,
+    dataset_path: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    env_fn: EnvFn | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    bootstrap_reps: int = 2000,
+    confidence: float = 0.95,
+    progress: bool = True,
+    model_info: Mapping[str, Any] | None = None,
+) -> EvaluationResult:
+    """Rolls out a policy on tasks and reports raw scores, normalised scores and per-domain aggregates.
+
+    Each task runs ``n_envs`` copies of its env in a ``gymnasium.vector.SyncVectorEnv`` and calls
+    ``predict(obs, state, episode_start, deterministic)`` on the whole batch each step, until exactly
+    ``n_episodes`` episodes are complete. Episode ``k`` starts from ``reset(seed=seed + k)`` whichever
+    env runs it, and results are kept in episode order, so a deterministic policy gets the same scores
+    for any ``n_envs``.
+
+    Args:
+        policy: An object with SB3's ``predict`` (used for every task) or ``policy_for(task, env) ->
+            predictor`` called once per task with one of its envs (for spaces), e.g.
+            :func:`jat_policy_factory` or :func:`random_policy_factory`.
+        tasks: Task names (list or ``"a,b"``); ``atari|babyai|metaworld|mujoco|all`` expand via the registry.
+        n_episodes: Episodes per task (the reference's default is 2).
+        n_envs: Parallel envs per task.
+        seed: Base seed: episode ``k`` is reset with ``seed + k``; also seeds the bootstrap.
+        deterministic: Passed to ``predict`` (the paper samples discrete actions: False).
+        reference_scores: ``{task: (random, expert[, human])}`` overriding dataset/registry scores.
+        dataset_path: Dataset (or ``{task: path}``) whose metadata has user tasks' reference scores.
+        env_fn: ``env_fn(task) -> gym.Env``; default ``jat_policy.wrappers.make_env(task, text_as_bytes=True,
+            **env_kwargs)``, which also builds any Gymnasium id (``"CartPole-v1"``).
+        env_kwargs: Keyword arguments of the default ``make_env``.
+        max_episode_steps: Optional extra time limit per episode (a guard for envs without one).
+        bootstrap_reps: Bootstrap replications for the CIs.
+        confidence: CI coverage.
+        progress: Show a tqdm progress bar per task.
+        model_info: Extra provenance about the model (e.g. its path), stored under ``provenance.model``.
+
+    Returns:
+        The :class:`EvaluationResult`; ``result.save_json(path)`` writes it, :func:`plot_results` plots it.
+    """
+    if n_episodes < 1 or n_envs < 1:
+        raise ValueError(f"n_episodes and n_envs must be >= 1, got n_episodes={n_episodes}, n_envs={n_envs}.")
+    names = expand_tasks(tasks)
+    env_fn = env_fn if env_fn is not None else _default_env_fn(dict(env_kwargs or {}))
+    options = _Options(
+        n_episodes, n_envs, seed, deterministic, max_episode_steps, reference_scores, dataset_path, progress
+    )
+    model: dict[str, Any] = dict(model_info or {})
+    results = {task: _evaluate_task(task, policy, env_fn, options, model) for task in names}
+    settings = {
+        "n_episodes": n_episodes,
+        "n_envs": n_envs,
+        "seed": seed,
+        "episode_seeds": "seed + episode index",
+        "deterministic": deterministic,
+        "max_episode_steps": max_episode_steps,
+        "bootstrap_reps": bootstrap_reps,
+        "confidence": confidence,
+        "vector_env": "gymnasium.vector.SyncVectorEnv(autoreset_mode=DISABLED)",
+    }
+    provenance = {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "packages": package_versions(),
+        "machine": machine(),
+        "model": jsonable(model) if model else None,
+    }
+    aggregates = aggregate_results(list(results.values()), bootstrap_reps, confidence, seed)
+    return EvaluationResult(results, jsonable(aggregates), settings, provenance)
