@@ -41,7 +41,7 @@ from jat_policy.modeling import JatModel, KVCache, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
+__all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
 
 POLICY_CONFIG_NAME = "policy.json"
 POLICY_FORMAT = "jat-policy/1"
@@ -436,9 +436,10 @@ def _valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
             f"observation[{key!r}] must hold real numbers, got dtype {array.dtype} (e.g. None entries or strings); "
             "pass the step dict the wrapped env returns."
         )
-    with np.errstate(invalid="ignore"):
-        ok = np.abs(array) <= MAX_INPUT_MAGNITUDE  # False for NaN and +-inf too
-    return array, ok
+    if array.dtype.kind in "bu" and array.dtype.itemsize <= 4:
+        return array, np.True_  # uint8 frames and the like cannot be invalid: no pass over them
+    # Two comparisons rather than abs(): False for NaN and +-inf, and no overflow at int64's minimum.
+    return array, (array >= -MAX_INPUT_MAGNITUDE) & (array <= MAX_INPUT_MAGNITUDE)
 
 
 def _invalid_value_message(key: str, array: np.ndarray, ok: np.ndarray, vectorized: bool) -> str:
@@ -548,8 +549,6 @@ class JatPolicy:
         self.observation_key = self._check_observation_space(observation_space)
         self._check_action_space(action_space)
         self.context_window = self._resolve_context_window(context_window)
-        if invalid_values not in INVALID_VALUE_MODES:
-            raise ValueError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {invalid_values!r}.")
         self.invalid_values = invalid_values
         self.fingerprint = self._fingerprint()
         if isinstance(action_space, spaces.Box):
@@ -561,6 +560,17 @@ class JatPolicy:
             f"JatPolicy(observation={self.observation_key}, action_space={self.action_space}, "
             f"context_window={self.context_window}, device={self.device})"
         )
+
+    @property
+    def invalid_values(self) -> str:
+        """``"raise"`` or ``"zero"``: what ``predict`` does with NaN, inf or ``|x| > MAX_INPUT_MAGNITUDE`` inputs."""
+        return self._invalid_values
+
+    @invalid_values.setter
+    def invalid_values(self, mode: str) -> None:
+        if mode not in INVALID_VALUE_MODES:
+            raise ValueError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}.")
+        self._invalid_values = mode
 
     @property
     def device(self) -> torch.device:

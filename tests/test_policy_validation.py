@@ -144,6 +144,18 @@ def test_zero_mode_replaces_invalid_values_by_zero_and_warns(model):
     assert np.isnan(bad[0, 1])  # the caller's array is not modified
     with pytest.raises(ValueError, match=r"invalid_values must be one of \('raise', 'zero'\), got 'clip'"):
         JatPolicy(model, CONT_SPACE, BOX, invalid_values="clip")
+    with pytest.raises(ValueError, match="got 'clip'"):
+        policy.invalid_values = "clip"  # e.g. set after from_pretrained
+    policy.invalid_values = "raise"
+    with pytest.raises(ValueError, match="continuous_observation"):
+        policy.predict(cont(bad))
+
+
+def test_integer_inputs_beyond_the_bound_including_int64_min(model):
+    policy = JatPolicy(model, DISCRETE_SPACE, spaces.Discrete(3), context_window=4)
+    obs = {"discrete_observation": np.ones((2, 212), np.int64), "reward": np.array([[0], [np.iinfo(np.int64).min]])}
+    with pytest.raises(ValueError, match=r"'reward'\] of env 1 .* holds -9223372036854775808"):
+        policy.predict(obs)
 
 
 # --------------------------------------------------------------------------------------------------
