@@ -18,6 +18,10 @@ so when the window is full the oldest half is dropped and the rest re-encoded fr
 forward over ``W + 1`` tokens every ``W / 2`` steps). Positions are never reused and the memory per env is
 bounded by ``2 W`` tokens, however long the episode. The reference's ``get_next_action`` instead ran four tokens
 per step for one env and let cached positions collapse once its cache was full.
+
+Inputs are validated in one place before anything reaches the model (``JatPolicy._check_values``): a NaN, inf or
+value beyond ``MAX_INPUT_MAGNITUDE`` would otherwise stay in the env's KV cache and turn every later action of the
+episode into NaN. States carry their policy's fingerprint, so a state is never read by a policy it does not fit.
 """
 
 from __future__ import annotations
@@ -482,6 +486,27 @@ def _batch_info(observation: dict[str, Any], space: spaces.Dict) -> tuple[bool, 
     return next(iter(found.values()))
 
 
+def _episode_starts(episode_start: Any, n_envs: int) -> np.ndarray | None:
+    """``episode_start`` as ``(N,)`` bools (``None`` stays ``None``), checked against the number of envs."""
+    if episode_start is None:
+        return None
+    try:
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+    except (TypeError, ValueError) as err:  # ragged lists, objects numpy cannot read as bools
+        message = f"episode_start must be {n_envs} bools (one per env), got {episode_start!r} ({err})."
+        raise ValueError(message) from err
+    if starts.shape != (n_envs,):
+        raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs; pass one bool per env.")
+    return starts
+
+
+def _describe_space(space: spaces.Space) -> Any:
+    try:
+        return space_to_json(space)
+    except ValueError:  # a space policy.json cannot hold (e.g. an unused Tuple entry): its repr still identifies it
+        return repr(space)
+
+
 # --------------------------------------------------------------------------------------------------
 # Policy
 # --------------------------------------------------------------------------------------------------
@@ -507,6 +532,10 @@ class JatPolicy:
             ``"raise"`` (default) raises a ``ValueError`` naming the key and the env, before anything reaches the
             model or the state; ``"zero"`` replaces them by 0 and warns. Settable later as an attribute (e.g.
             after :meth:`from_pretrained`).
+
+    Attributes:
+        fingerprint: A 16-hex-digit digest of the model architecture, weight dtype, spaces and context window,
+            stored in every state ``predict`` returns; a state with another fingerprint is refused.
 
     Raises:
         ValueError: For observation or action spaces the checkpoint cannot represent, a bad context window or an
@@ -1020,27 +1049,6 @@ class JatPolicy:
 
             processor = JatProcessor.from_pretrained(directory)
         return cls(model, observation_space, action_space, processor=processor, context_window=context_window)
-
-
-def _episode_starts(episode_start: Any, n_envs: int) -> np.ndarray | None:
-    """``episode_start`` as ``(N,)`` bools (``None`` stays ``None``), checked against the number of envs."""
-    if episode_start is None:
-        return None
-    try:
-        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-    except (TypeError, ValueError) as err:  # ragged lists, objects numpy cannot read as bools
-        message = f"episode_start must be {n_envs} bools (one per env), got {episode_start!r} ({err})."
-        raise ValueError(message) from err
-    if starts.shape != (n_envs,):
-        raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs; pass one bool per env.")
-    return starts
-
-
-def _describe_space(space: spaces.Space) -> Any:
-    try:
-        return space_to_json(space)
-    except ValueError:  # a space policy.json cannot hold (e.g. an unused Tuple entry): its repr still identifies it
-        return repr(space)
 
 
 def _read_policy_config(directory: Path) -> dict[str, Any] | None:
