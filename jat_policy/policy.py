@@ -55,8 +55,8 @@ OBSERVATION_KEYS = ("continuous_observation", "discrete_observation", "image_obs
 IMAGE_SHAPE = (84, 84, 4)
 _PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
 # Inputs beyond this magnitude are rejected like NaN/inf. Measured: a float32 JatModel's first LayerNorm squares its
-# inputs, so continuous observations of ~6e19 (tiny presets) to ~1e21 (jat-small, random or trained) overflow to NaN;
-# 1e15 leaves four orders of magnitude for encoder weights larger than those measured.
+# inputs, so continuous observations overflow to NaN from ~6e19 (tiny configs, the trained test checkpoints) to ~1e21
+# (jat-small at init); 1e15 leaves four orders of magnitude for encoder weights larger than those measured.
 MAX_INPUT_MAGNITUDE = 1e15
 INVALID_VALUE_MODES = ("raise", "zero")
 # Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata
