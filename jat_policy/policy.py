@@ -18,10 +18,15 @@ so when the window is full the oldest half is dropped and the rest re-encoded fr
 forward over ``W + 1`` tokens every ``W / 2`` steps). Positions are never reused and the memory per env is
 bounded by ``2 W`` tokens, however long the episode. The reference's ``get_next_action`` instead ran four tokens
 per step for one env and let cached positions collapse once its cache was full.
+
+Inputs are validated in one place before anything reaches the model (``JatPolicy._check_values``): a NaN, inf or
+value beyond ``MAX_INPUT_MAGNITUDE`` would otherwise stay in the env's KV cache and turn every later action of the
+episode into NaN. States carry their policy's fingerprint, so a state is never read by a policy it does not fit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +45,7 @@ from jat_policy.modeling import JatModel, KVCache, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
+__all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
 
 POLICY_CONFIG_NAME = "policy.json"
 POLICY_FORMAT = "jat-policy/1"
@@ -49,6 +54,32 @@ DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
 OBSERVATION_KEYS = ("continuous_observation", "discrete_observation", "image_observation")
 IMAGE_SHAPE = (84, 84, 4)
 _PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
+# Inputs beyond this magnitude are rejected like NaN/inf. Measured: a float32 JatModel's first LayerNorm squares its
+# inputs, so continuous observations overflow to NaN from ~6e19 (tiny configs, the trained test checkpoints) to ~1e21
+# (jat-small at init); 1e15 leaves four orders of magnitude for encoder weights larger than those measured.
+MAX_INPUT_MAGNITUDE = 1e15
+INVALID_VALUE_MODES = ("raise", "zero")
+# Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata
+# (name_or_path, transformers_version, loss coefficients) that differs between a saved and a reloaded policy.
+_FINGERPRINT_CONFIG_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "attention_layers",
+    "window_size",
+    "max_position_embeddings",
+    "intermediate_size",
+    "activation_function",
+    "layer_norm_epsilon",
+    "max_continuous_size",
+    "max_discrete_value",
+    "discrete_slot_size",
+    "image_size",
+    "patch_size",
+    "num_channels",
+)
 _GYM_TUPLE_MESSAGE = (
     "You passed a tuple (observation, info) to predict() instead of the observation dict. You are probably mixing "
     "Gym API with SB3 VecEnv API, i.e. mixing the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` "
@@ -188,6 +219,9 @@ class JatPolicyState:
             last call (fed back as ``a_{t-1}``); ``None`` before the first call.
         cache: The :class:`~jat_policy.modeling.KVCache` of every env's context (rows left-padded with
             invalid slots); ``None`` before the first call.
+        policy_fingerprint: :attr:`JatPolicy.fingerprint` of the policy that built the state (model architecture,
+            weight dtype, spaces, context window); ``predict`` rejects a state of another policy. ``None`` for a
+            state assembled by hand, which any policy accepts.
     """
 
     context_window: int
@@ -196,12 +230,14 @@ class JatPolicyState:
     tokens: tuple[tuple[Tensor, ...], ...]
     last_actions: Tensor | None = None
     cache: KVCache | None = field(default=None, repr=False)
+    policy_fingerprint: str | None = None
 
     @classmethod
-    def initial(cls, n_envs: int, context_window: int) -> JatPolicyState:
+    def initial(cls, n_envs: int, context_window: int, policy_fingerprint: str | None = None) -> JatPolicyState:
         """An empty state for ``n_envs`` envs, all at the start of an episode."""
         zeros = np.zeros(n_envs, dtype=np.int64)
-        return cls(context_window, zeros, zeros.copy(), tuple(() for _ in range(n_envs)))
+        tokens = tuple(() for _ in range(n_envs))
+        return cls(context_window, zeros, zeros.copy(), tokens, policy_fingerprint=policy_fingerprint)
 
     @property
     def n_envs(self) -> int:
@@ -370,6 +406,8 @@ def _text_batch(key: str, value: Any) -> tuple[bool, int]:
     if isinstance(value, str):
         return False, 1
     array = np.asarray(value)
+    if array.ndim == 1 and array.size == 0:
+        return True, 0  # an empty batch: np.asarray([]) is float64
     if array.dtype.kind not in "US" or array.ndim != 1:
         raise ValueError(
             f"observation[{key!r}] must be a str (one env) or a list/array of str (one per env), got "
@@ -394,6 +432,41 @@ def _array_batch(key: str, value: Any, space: spaces.Space) -> tuple[bool, int]:
     )
 
 
+def _valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(array, ok)``: ``value`` as an array and where it is finite with ``|x| <= MAX_INPUT_MAGNITUDE``."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"observation[{key!r}] must hold real numbers, got dtype {array.dtype} (e.g. None entries or strings); "
+            "pass the step dict the wrapped env returns."
+        )
+    if array.dtype.kind in "bu" and array.dtype.itemsize <= 4:
+        return array, np.True_  # uint8 frames and the like cannot be invalid: no pass over them
+    # Two comparisons rather than abs(): False for NaN and +-inf, and no overflow at int64's minimum.
+    return array, (array >= -MAX_INPUT_MAGNITUDE) & (array <= MAX_INPUT_MAGNITUDE)
+
+
+def _invalid_value_message(key: str, array: np.ndarray, ok: np.ndarray, vectorized: bool) -> str:
+    """Names the key, the envs (rows) and the first offending value of an entry that failed :func:`_valid_entries`."""
+    n_envs = len(array) if vectorized else 1
+    flat, flat_ok = array.reshape(n_envs, -1), ok.reshape(n_envs, -1)  # (N, entries)
+    bad_envs = np.flatnonzero(~flat_ok.all(axis=1))
+    env = int(bad_envs[0])
+    index = int(np.flatnonzero(~flat_ok[env])[0])
+    where = f"env {env} (row {env} of the batch)" if vectorized else "the observation (env 0)"
+    is_reward = key == "continuous_observation" and index == flat.shape[1] - 1
+    reward = " (its last entry, the previous reward)" if is_reward else ""
+    value = flat[env, index].item()  # a Python number: "nan", not "np.float32(nan)"
+    return (
+        f"observation[{key!r}] of {where} holds {value!r} at index {index}{reward}; envs with invalid values: "
+        f"{bad_envs.tolist()}. JatPolicy takes finite numbers with |x| <= {MAX_INPUT_MAGNITUDE:g}: NaN/inf would "
+        "poison the env's context for the rest of its episode, and larger values overflow the model. Nothing was "
+        "fed to the model, so the state you passed is unchanged and still usable. Check the env or its wrappers (a "
+        "diverged simulator, a division by zero), or build the policy with invalid_values='zero' to replace such "
+        "values by 0."
+    )
+
+
 def _batch_info(observation: dict[str, Any], space: spaces.Dict) -> tuple[bool, int]:
     """Whether ``observation`` is a batch (one row per env), and its number of envs."""
     missing = [key for key in space.spaces if key not in observation]
@@ -411,6 +484,27 @@ def _batch_info(observation: dict[str, Any], space: spaces.Dict) -> tuple[bool, 
             f"sizes): (vectorized, n_envs) per key = {found}."
         )
     return next(iter(found.values()))
+
+
+def _episode_starts(episode_start: Any, n_envs: int) -> np.ndarray | None:
+    """``episode_start`` as ``(N,)`` bools (``None`` stays ``None``), checked against the number of envs."""
+    if episode_start is None:
+        return None
+    try:
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+    except (TypeError, ValueError) as err:  # ragged lists, objects numpy cannot read as bools
+        message = f"episode_start must be {n_envs} bools (one per env), got {episode_start!r} ({err})."
+        raise ValueError(message) from err
+    if starts.shape != (n_envs,):
+        raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs; pass one bool per env.")
+    return starts
+
+
+def _describe_space(space: spaces.Space) -> Any:
+    try:
+        return space_to_json(space)
+    except ValueError:  # a space policy.json cannot hold (e.g. an unused Tuple entry): its repr still identifies it
+        return repr(space)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -433,9 +527,19 @@ class JatPolicy:
             image (Atari) observations, 256 otherwise, capped by the model's positions, as in training.
         device: Device to move the model to: ``"auto"`` (CUDA when available, as SB3), ``"cpu"``, ``"cuda:0"``...
             (default: leave it where it is).
+        invalid_values: What ``predict`` does with observation or reward entries that are NaN, +-inf or larger
+            in magnitude than ``MAX_INPUT_MAGNITUDE`` (1e15; a float32 model overflows from about 6e19):
+            ``"raise"`` (default) raises a ``ValueError`` naming the key and the env, before anything reaches the
+            model or the state; ``"zero"`` replaces them by 0 and warns. Settable later as an attribute (e.g.
+            after :meth:`from_pretrained`).
+
+    Attributes:
+        fingerprint: A 16-hex-digit digest of the model architecture, weight dtype, spaces and context window,
+            stored in every state ``predict`` returns; a state with another fingerprint is refused.
 
     Raises:
-        ValueError: For observation or action spaces the checkpoint cannot represent, or a bad context window.
+        ValueError: For observation or action spaces the checkpoint cannot represent, a bad context window or an
+            unknown ``invalid_values``.
 
     Example:
         >>> import gymnasium as gym
@@ -456,6 +560,7 @@ class JatPolicy:
         processor: Any = None,
         context_window: int | None = None,
         device: str | torch.device | None = None,
+        invalid_values: str = "raise",
     ) -> None:
         if not isinstance(model, JatModel):
             raise TypeError(f"model must be a JatModel, got {type(model).__name__}.")
@@ -473,6 +578,8 @@ class JatPolicy:
         self.observation_key = self._check_observation_space(observation_space)
         self._check_action_space(action_space)
         self.context_window = self._resolve_context_window(context_window)
+        self.invalid_values = invalid_values
+        self.fingerprint = self._fingerprint()
         if isinstance(action_space, spaces.Box):
             self._low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
             self._high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
@@ -482,6 +589,17 @@ class JatPolicy:
             f"JatPolicy(observation={self.observation_key}, action_space={self.action_space}, "
             f"context_window={self.context_window}, device={self.device})"
         )
+
+    @property
+    def invalid_values(self) -> str:
+        """``"raise"`` or ``"zero"``: what ``predict`` does with NaN, inf or ``|x| > MAX_INPUT_MAGNITUDE`` inputs."""
+        return self._invalid_values
+
+    @invalid_values.setter
+    def invalid_values(self, mode: str) -> None:
+        if mode not in INVALID_VALUE_MODES:
+            raise ValueError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}.")
+        self._invalid_values = mode
 
     @property
     def device(self) -> torch.device:
@@ -579,6 +697,23 @@ class JatPolicy:
             )
         return int(context_window)
 
+    def _fingerprint(self) -> str:
+        """A short digest of what a state depends on: architecture, weight dtype, spaces and context window.
+
+        Weights are left out on purpose: a policy loaded from the same checkpoint with the same spaces accepts the
+        state (so would one with other weights of the same architecture, reading the context with its own weights).
+        """
+        config = self.model.config.to_dict()
+        described = {
+            "model": {key: config.get(key) for key in _FINGERPRINT_CONFIG_KEYS},
+            "dtype": str(self._param_info()[1]),
+            "observation_space": _describe_space(self.observation_space),
+            "action_space": _describe_space(self.action_space),
+            "context_window": self.context_window,
+        }
+        text = json.dumps(described, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     # ------------------------------------------------------------------ predict
     def predict(
         self,
@@ -589,12 +724,20 @@ class JatPolicy:
     ) -> tuple[np.ndarray, JatPolicyState]:
         """Actions for one observation or a batch, as stable-baselines3's ``BasePolicy.predict``.
 
+        Input contract: every observation and reward entry must be a finite number with ``|x| <=
+        MAX_INPUT_MAGNITUDE`` (1e15). An invalid one raises a ``ValueError`` naming the key and the env before
+        anything is fed to the model, so the given state stays valid (``invalid_values="zero"`` replaces them by 0
+        instead). A batch of 0 envs returns empty actions (``(0,)`` or ``(0, k)``) and a 0-env state. A state
+        only fits the policy that returned it, or one with the same architecture, weight dtype, spaces and context
+        window (e.g. the same checkpoint saved and reloaded); any other policy's state is a ``ValueError``.
+
         Args:
             observation: A step dict of one env (entries shaped as the observation space; text a ``str``) or of
                 ``N`` envs (a leading env dimension; text a list/array of ``N`` strings or ``(N, 256)`` bytes).
             state: The state returned by the previous call, or ``None`` to start every env afresh.
             episode_start: ``(N,)`` bools: envs whose observation starts a new episode (their context is cleared;
-                the other envs keep theirs). ``None``: no env starts one (unless ``state`` is ``None``).
+                the other envs keep theirs). ``None``: no env starts one (unless ``state`` is ``None``). Its length
+                must be ``N`` even when ``state`` is ``None``.
             deterministic: Discrete actions: argmax instead of sampling from the softmax. Continuous actions
                 are deterministic either way.
 
@@ -605,7 +748,9 @@ class JatPolicy:
 
         Raises:
             ValueError: For a Gymnasium ``(obs, info)`` tuple, observations that do not match the observation
-                space, or a state / ``episode_start`` for another number of envs.
+                space, NaN/inf/too large values, a state from another policy, or a state / ``episode_start`` for
+                another number of envs.
+            TypeError: For a state that is not a :class:`JatPolicyState` or non-numeric observation entries.
         """
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
             raise ValueError(_GYM_TUPLE_MESSAGE)
@@ -615,17 +760,54 @@ class JatPolicy:
                 f"{type(observation).__name__}. Wrap the env with jat_policy.wrap_env (or use jat_policy.make_env)."
             )
         vectorized, n_envs = _batch_info(observation, self.observation_space)
+        observation = self._check_values(observation, vectorized)
         state = self._start_state(state, n_envs, episode_start)
+        if n_envs == 0:
+            return self._no_actions(), state
         with torch.no_grad():
             obs_embeds = self._embed_observations(observation, vectorized)  # (N, H)
             hidden, state = self._advance(state, obs_embeds)  # (N, H)
             indices, actions = self._select_actions(hidden, deterministic)
-        state = replace(state, last_actions=indices)
+        state = replace(state, last_actions=indices, policy_fingerprint=self.fingerprint)
         return (actions if vectorized else actions.squeeze(axis=0)), state  # SB3 drops the env axis
 
+    def _check_values(self, observation: dict[str, Any], vectorized: bool) -> dict[str, Any]:
+        """The observation, checked (or with invalid entries zeroed) per :attr:`invalid_values`.
+
+        The one place inputs are validated: NaN/inf fed once would stay in the env's KV cache and poison every
+        later step of its episode, and would make sampling raise inside torch.
+        """
+        keys = [self.observation_key] + (["reward"] if "reward" in self.observation_space.spaces else [])
+        for key in keys:
+            array, ok = _valid_entries(key, observation[key])
+            if ok.all():
+                continue
+            if self.invalid_values == "raise":
+                raise ValueError(_invalid_value_message(key, array, ok, vectorized))
+            warnings.warn(
+                f"observation[{key!r}] holds NaN, inf or |x| > {MAX_INPUT_MAGNITUDE:g}: replaced by 0 "
+                "(invalid_values='zero').",
+                stacklevel=3,
+            )
+            observation = {**observation, key: np.where(ok, array, 0).astype(array.dtype)}
+        return observation
+
+    def _no_actions(self) -> np.ndarray:
+        """The actions of a batch of 0 envs: ``(0,)`` int64 or ``(0, k)`` in the Box's dtype."""
+        if isinstance(self.action_space, spaces.Discrete):
+            return np.zeros(0, dtype=np.int64)
+        return np.zeros((0, *self.action_space.shape), dtype=self.action_space.dtype)
+
     def _start_state(self, state: JatPolicyState | None, n_envs: int, episode_start: Any) -> JatPolicyState:
+        starts = _episode_starts(episode_start, n_envs)
         if state is None:
-            return JatPolicyState.initial(n_envs, self.context_window)
+            return JatPolicyState.initial(n_envs, self.context_window, self.fingerprint)
+        self._check_state(state, n_envs)
+        if starts is None or not starts.any():
+            return state
+        return replace(state, steps=np.where(starts, 0, state.steps))
+
+    def _check_state(self, state: Any, n_envs: int) -> None:
         if not isinstance(state, JatPolicyState):
             raise TypeError(
                 f"state must be a JatPolicyState returned by JatPolicy.predict (or None), got {type(state).__name__}."
@@ -640,14 +822,12 @@ class JatPolicy:
                 f"The state was built with context_window={state.context_window}, the policy uses "
                 f"{self.context_window}; pass state=None to start over."
             )
-        if episode_start is None:
-            return state
-        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-        if starts.shape != (n_envs,):
-            raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs.")
-        if not starts.any():
-            return state
-        return replace(state, steps=np.where(starts, 0, state.steps))
+        if state.policy_fingerprint not in (None, self.fingerprint):
+            raise ValueError(
+                f"The state comes from another policy (fingerprint {state.policy_fingerprint}, this policy's is "
+                f"{self.fingerprint}): a state only fits a policy with the same model architecture, weight dtype, "
+                "observation and action spaces and context window. Pass state=None to start fresh."
+            )
 
     def _embed_observations(self, observation: dict[str, Any], vectorized: bool) -> Tensor:
         """``(N, H)`` observation embeddings, with the previous reward."""
