@@ -68,6 +68,29 @@ def cyclic_expand_dim(tensor: Tensor, size: int) -> Tensor:
     return tensor[..., index]
 
 
+def pad_discrete_slots(ids: Tensor, slots: int) -> Tensor:
+    """Right-pads discrete observations with 0 to the encoder's ``slots`` (``max_discrete_value``).
+
+    The one padding rule for discrete observations, applied inside the model so that training batches and the
+    policy's per-step tensors can never disagree. BabyAI's 148 ints + 64 mission tokens fill all 212 slots and
+    pass unchanged; smaller spaces (FrozenLake's one int, Taxi's, a MultiBinary) get zeros in the unused slots,
+    which the per-slot linear learns to ignore (the same slots are padding in every step of a task).
+
+    Args:
+        ids: ``(..., X)`` ints with ``X <= slots``.
+        slots: Width of the multi-discrete encoder.
+
+    Returns:
+        ``(..., slots)`` ints.
+
+    Example:
+        >>> pad_discrete_slots(torch.tensor([[3, 1]]), 4).tolist()
+        [[3, 1, 0, 0]]
+    """
+    missing = slots - ids.shape[-1]
+    return F.pad(ids, (0, missing)) if missing > 0 else ids  # (..., slots)
+
+
 # --------------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------------
@@ -598,7 +621,8 @@ class JatModel(PreTrainedModel):
             return self.continuous_encoder(x)
         if discrete_observations is not None:
             self._check_discrete_observations(discrete_observations)
-            x = self._encode_discrete_slots(discrete_observations)  # (B, L, H - 1)
+            x = pad_discrete_slots(discrete_observations, self.config.max_discrete_value)  # (B, L, slots)
+            x = self._encode_discrete_slots(x)  # (B, L, H - 1)
             return torch.cat((x, rewards.unsqueeze(-1).to(x.dtype)), dim=-1)  # (B, L, H)
         if image_observations is not None:
             if image_observations.dim() != 5 or tuple(image_observations.shape[2:]) != (4, 84, 84):
@@ -650,9 +674,9 @@ class JatModel(PreTrainedModel):
 
     def _check_discrete_observations(self, x: Tensor) -> None:
         slots = self.config.max_discrete_value
-        if x.shape[-1] != slots:
+        if x.shape[-1] > slots:
             raise ValueError(
-                f"discrete_observations must have {slots} slots (148 BabyAI ints + 64 mission tokens), "
+                f"discrete_observations must have at most {slots} slots (BabyAI: 148 ints + 64 mission tokens), "
                 f"got {x.shape[-1]}; build them with JatProcessor(discrete_observations=..., text_observations=...)."
             )
         if x.numel() and (int(x.max()) >= self.config.vocab_size or int(x.min()) < 0):

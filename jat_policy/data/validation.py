@@ -26,6 +26,7 @@ from jat_policy.data.schema import (
     infer_schema,
     schema_for_task,
 )
+from jat_policy.wrappers.common import MAX_DISCRETE_VALUE
 
 _FLOAT_DTYPES = {"float16", "float32", "float64"}
 _INT_DTYPES = {f"{p}int{b}" for p in ("", "u") for b in (8, 16, 32, 64)}
@@ -166,7 +167,10 @@ class _BatchChecker:
         if values.null_count:
             first = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
             self._fail("null value.", column, first // max(expected, 1), offsets)
-        self._check_values(column, values.to_numpy(zero_copy_only=False), offsets, size=max(expected, 1))
+        values = values.to_numpy(zero_copy_only=False)
+        self._check_values(column, values, offsets, size=max(expected, 1))
+        if column == "continuous_actions":
+            self._check_bounds(column, values, offsets, max(expected, 1))
 
     def _check_values(self, column: str, values: np.ndarray, offsets: np.ndarray, size: int) -> None:
         if values.dtype.kind == "f":
@@ -174,11 +178,40 @@ class _BatchChecker:
             if bad.size:
                 self._fail(f"non-finite value {values[bad[0]]}.", column, int(bad[0]) // size, offsets)
             return
-        high = 256 if column == "discrete_observations" else self.schema.num_actions
+        if column == "discrete_observations":
+            high = self.schema.observation_high or MAX_DISCRETE_VALUE
+        else:
+            high = self.schema.num_actions
         bad = np.flatnonzero((values < 0) | (values >= high if high is not None else False))
         if bad.size:
             allowed = f"[0, {high})" if high is not None else ">= 0"
-            self._fail(f"value {values[bad[0]]} outside {allowed}.", column, int(bad[0]) // size, offsets)
+            origin = f" ({self.schema.source})" if self.schema.source and high is not None else ""
+            self._fail(f"value {values[bad[0]]} outside {allowed}{origin}.", column, int(bad[0]) // size, offsets)
+
+    def _check_bounds(self, column: str, values: np.ndarray, offsets: np.ndarray, size: int) -> None:
+        """Continuous actions inside the action space's Box (the collectors clip them, so any excess is corrupt)."""
+        low, high = self.schema.action_low, self.schema.action_high
+        if (low is None and high is None) or not values.size:
+            return
+        steps = values.reshape(-1, size)  # (steps, action size)
+        low = np.full(size, -np.inf) if low is None else np.asarray(low, np.float64)
+        high = np.full(size, np.inf) if high is None else np.asarray(high, np.float64)
+        if low.shape != (size,) or high.shape != (size,):
+            raise DatasetValidationError(
+                f"the schema's action bounds have {low.size}/{high.size} values but the actions have {size}.",
+                column=column,
+            )
+        slack = 1e-5 * np.maximum(1.0, np.abs(np.where(np.isfinite(high), high, 0.0)))
+        bad = np.argwhere((steps < low - slack) | (steps > high + slack))
+        if bad.size:
+            step, i = (int(v) for v in bad[0])
+            self._fail(
+                f"action value {steps[step, i]} (index {i}) outside the action space [{low[i]}, {high[i]}] "
+                f"({self.schema.source or 'the stored schema'}).",
+                column,
+                step,
+                offsets,
+            )
 
     def _check_images(self, column: str, steps: pa.Array, offsets: np.ndarray) -> None:
         blobs = steps.field("bytes").to_pylist()
