@@ -290,6 +290,7 @@ class DatasetValidationError(ValueError):
             where.append(f"step {step}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.detail, self.episode, self.column, self.step = message, episode, column, step
+        self.context = context
 
     def with_context(self, context: str) -> DatasetValidationError:
         """The same error with ``context`` (e.g. the task and split) in front of the message."""
