@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +194,52 @@ def test_corrupt_parquet_names_the_file(tmp_path, checksums):
     _truncate(parquet, parquet.stat().st_size // 2)
     with pytest.raises(DatasetValidationError, match=str(parquet)):
         load_jat_dataset("metaworld-reach", path=tmp_path, cache_dir=str(tmp_path / "cache"))
+
+
+# ----------------------------------------------------------------------------------------------- defect 10: staging
+_SLOW_COLLECT = """
+import sys, time
+import gymnasium as gym
+from jat_policy.data import collect
+
+def slow(obs):
+    time.sleep(0.05)
+    return 0
+
+collect(lambda: gym.make("CartPole-v1"), slow, 1000, out=sys.argv[1], task="cartpole", progress=False)
+"""
+
+
+def _staging(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.name.startswith(".")] if out.is_dir() else []
+
+
+def test_a_killed_collection_leaves_staging_that_the_next_run_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import gymnasium as gym
+
+    from jat_policy.data import collect
+
+    out = tmp_path / "data"
+    script = tmp_path / "slow_collect.py"
+    script.write_text(_SLOW_COLLECT)
+    process = subprocess.Popen([sys.executable, str(script), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while not _staging(out) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert _staging(out), "the collector never started staging"
+    alive = out / ".other.tmp-0123abcd"  # a live collection's staging (this process): kept
+    alive.mkdir()
+    (alive / "owner.json").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    collect(lambda: gym.make("CartPole-v1"), "random", 2, out=out, task="cartpole", max_steps=5, progress=False)
+    assert _staging(out) == [alive]
+    assert len(load_jat_dataset("cartpole", path=out)) >= 1

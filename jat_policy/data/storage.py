@@ -19,7 +19,10 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +35,9 @@ METADATA_FILE = "jat_metadata.json"
 CHECKSUMS_KEY = "checksums"  # in jat_metadata.json: {"algorithm": "sha256", "files": {relative path: hex digest}}
 FORMATS = ("disk", "parquet")
 _MAX_SHARD_BYTES = 500 * 1024**2  # the Hub's push_to_hub default shard size
+_OWNER_FILE = "owner.json"
+_STAGING_NAME = re.compile(r"\..+\.tmp-[0-9a-f]{8}")
+_UNOWNED_STAGING_TTL_S = 3600.0  # staging folders without an owner file are left alone for an hour
 
 
 @contextlib.contextmanager
@@ -152,6 +158,50 @@ def _write_parquet(dataset: DatasetDict, directory: Path, max_shard_bytes: int) 
             shard.to_parquet(str(directory / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"))
 
 
+def _owner_alive(staging: Path) -> bool:
+    """Whether the process that made a staging folder may still be writing to it."""
+    try:
+        owner = json.loads((staging / _OWNER_FILE).read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except (OSError, ValueError, KeyError, TypeError):  # no owner file: made before 0.2, or mid-creation
+        try:
+            return time.time() - staging.stat().st_mtime < _UNOWNED_STAGING_TTL_S
+        except OSError:
+            return False
+    if host != socket.gethostname():
+        return True  # another machine's process on a shared filesystem: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def remove_stale_staging(out: str | os.PathLike) -> list[Path]:
+    """Removes the staging folders of collections that crashed (their process is gone) from ``out``.
+
+    A finished or failed collection removes its own; only a killed one leaves ``.<task>.tmp-<id>`` behind
+    (about 20 MB each, the generator's Arrow cache).
+
+    Args:
+        out: The parent folder of the datasets.
+
+    Returns:
+        The folders removed.
+    """
+    root = Path(out)
+    if not root.is_dir():
+        return []
+    removed = []
+    for staging in root.glob(".*.tmp-*"):
+        if staging.is_dir() and _STAGING_NAME.fullmatch(staging.name) and not _owner_alive(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
+
+
 class StagedWrite:
     """Context manager that stages a dataset next to its target and renames it into place on commit.
 
@@ -180,7 +230,10 @@ class StagedWrite:
         return self.staging / "cache"
 
     def __enter__(self) -> StagedWrite:
+        remove_stale_staging(self.target.parent)
         self.cache_dir.mkdir(parents=True)
+        # who owns this folder: a later run removes it once that process is gone (SIGKILL, power loss)
+        (self.staging / _OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
         return self
 
     def __exit__(self, *exc: object) -> None:
