@@ -609,7 +609,8 @@ class JatModel(PreTrainedModel):
         Args:
             rewards: ``(B, L)`` reward that led to each observation.
             continuous_observations: ``(B, L, n)`` raw vectors (the reward is appended here).
-            discrete_observations: ``(B, L, max_discrete_value)`` ints.
+            discrete_observations: ``(B, L, X)`` ints, ``X <= max_discrete_value`` (zero-padded to it by
+                :func:`pad_discrete_slots`).
             image_observations: ``(B, L, 4, 84, 84)`` floats in [-1, 1] (rewards are ignored).
 
         Returns:
@@ -730,7 +731,7 @@ class JatModel(PreTrainedModel):
             input_ids: ``(B, T)`` text token ids.
             pixel_values: ``(B, 3, 224, 224)`` captioning images (their 196 patches precede the text).
             continuous_observations: ``(B, L, n)``.
-            discrete_observations: ``(B, L, max_discrete_value)``.
+            discrete_observations: ``(B, L, X <= max_discrete_value)``, zero-padded by the model.
             image_observations: ``(B, L, 4, 84, 84)`` in [-1, 1].
             continuous_actions: ``(B, L, k)``.
             discrete_actions: ``(B, L)``.

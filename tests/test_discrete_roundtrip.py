@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from jat_policy.configuration import JatConfig
 from jat_policy.data import collect, load_jat_dataset
+from jat_policy.evaluation import evaluate
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
 from jat_policy.processing import JatProcessor
@@ -84,3 +85,8 @@ def test_discrete_env_collects_validates_trains_and_acts(tmp_path, tiny_model_di
         obs, _, terminated, truncated, _ = env.step(int(np.asarray(action)))
         if terminated or truncated:
             break
+    result = evaluate(
+        policy, task, n_episodes=2, env_fn=lambda _: wrap_env(ENVS[task]()), dataset_path=data,
+        max_episode_steps=20, bootstrap_reps=10, progress=False,
+    )  # fmt: skip
+    assert len(result.tasks[task].returns) == 2
