@@ -243,3 +243,12 @@ def test_a_killed_collection_leaves_staging_that_the_next_run_removes(tmp_path):
     collect(lambda: gym.make("CartPole-v1"), "random", 2, out=out, task="cartpole", max_steps=5, progress=False)
     assert _staging(out) == [alive]
     assert len(load_jat_dataset("cartpole", path=out)) >= 1
+
+
+def test_a_truncated_png_is_caught_when_streaming(tmp_path):
+    row = _atari_row(3)
+    blob = row["image_observations"][1]["bytes"]
+    row["image_observations"][1] = {"bytes": blob[: len(blob) // 2], "path": None}
+    save_dataset(Dataset.from_list([row], features=ATARI_FEATURES), tmp_path, "atari-pong")
+    with pytest.raises(DatasetValidationError, match="episode 0, column 'image_observations', step 1: .*decode"):
+        list(load_jat_dataset("atari-pong", path=tmp_path, streaming=True))

@@ -370,12 +370,25 @@ def _to_arrow_value(column: str, steps: Any) -> Any:
                     column=column,
                     step=step,
                 )
+            _load_decoded(image, column, step)
             out.append({"bytes": _RGBA_HEADER, "path": None})
         else:
             raise DatasetValidationError(
                 f"step value of type {type(image).__name__}: {_IMAGES_AS_ARRAYS_HINT}.", column=column
             )
     return out
+
+
+def _load_decoded(image: Any, column: str, step: int) -> None:
+    """PIL opens images lazily: make it read the pixels, so a truncated PNG fails here, not in training."""
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise DatasetValidationError(
+            f"image does not decode ({type(error).__name__}: {error}): a truncated or corrupt PNG.",
+            column=column,
+            step=step,
+        ) from None
 
 
 def validate_iterable(dataset: IterableDataset, task: str | None = None, schema: EpisodeSchema | None = None) -> Any:
@@ -396,4 +409,9 @@ def validate_iterable(dataset: IterableDataset, task: str | None = None, schema:
         validate_episode(example, schema, index)
         return example
 
-    return dataset.map(check, with_indices=True, features=dataset.features)
+    features = dataset.features
+    images = features is not None and "image_observations" in schema.columns
+    if images:  # check the PNG bytes before datasets decodes them (a truncated one fails inside its decoder)
+        dataset = dataset.cast_column("image_observations", List(Image(decode=False)))
+    checked = dataset.map(check, with_indices=True, features=dataset.features)
+    return checked.cast_column("image_observations", features["image_observations"]) if images else checked
