@@ -683,7 +683,8 @@ class JatModel(PreTrainedModel):
         if x.numel() and (int(x.max()) >= self.config.vocab_size or int(x.min()) < 0):
             raise ValueError(
                 f"discrete_observations values must lie in [0, {self.config.vocab_size}), got "
-                f"[{int(x.min())}, {int(x.max())}]: a tokenizer larger than the model's vocabulary?"
+                f"[{int(x.min())}, {int(x.max())}]: a tokenizer larger than the model's vocabulary, or an env whose "
+                "discrete observations go past it (embed them with a larger vocab_size, e.g. jat-small's 50257)?"
             )
 
     def decode_actions(self, hidden: Tensor, action_size: int | None) -> Tensor:

@@ -323,12 +323,14 @@ def push_to_hub(path: str | os.PathLike, task: str, repo_id: str, private: bool 
     dataset = DatasetDict({split: open_local_dataset(found, split) for split in found.splits})
     try:
         dataset.push_to_hub(repo_id, config_name=task, private=private)
-        metadata = found.directory / METADATA_FILE
-        if metadata.is_file():
+        metadata = read_metadata(found.directory)
+        if metadata is not None:
             from huggingface_hub import HfApi
 
+            # the checksums are of the local files; the Hub re-encodes them as parquet shards
+            metadata = {key: value for key, value in metadata.items() if key != CHECKSUMS_KEY}
             HfApi().upload_file(
-                path_or_fileobj=str(metadata),
+                path_or_fileobj=(json.dumps(metadata, indent=2, default=_json_default) + "\n").encode(),
                 path_in_repo=f"{task}/{METADATA_FILE}",
                 repo_id=repo_id,
                 repo_type="dataset",
