@@ -252,3 +252,21 @@ def test_a_truncated_png_is_caught_when_streaming(tmp_path):
     save_dataset(Dataset.from_list([row], features=ATARI_FEATURES), tmp_path, "atari-pong")
     with pytest.raises(DatasetValidationError, match="episode 0, column 'image_observations', step 1: .*decode"):
         list(load_jat_dataset("atari-pong", path=tmp_path, streaming=True))
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("[1, 2]", "holds a JSON list, not an object"),
+        (json.dumps({"schema": {"observation_columns": ["pixels"]}}), "unreadable 'schema' entry"),
+        (json.dumps({"checksums": {"algorithm": "md5", "files": {}}}), "unreadable 'checksums' entry"),
+        ("\xff\xfe garbage", "not valid JSON"),
+    ],
+)
+def test_broken_metadata_names_its_file(tmp_path, content, match):
+    save_dataset(_metaworld(), tmp_path, "metaworld-reach")
+    path = tmp_path / "metaworld-reach" / METADATA_FILE
+    path.write_text(content)
+    with pytest.raises(ValueError, match=match) as info:
+        load_jat_dataset("metaworld-reach", path=tmp_path)
+    assert str(path) in str(info.value)

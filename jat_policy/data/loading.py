@@ -43,6 +43,10 @@ _READ_ERRORS = (
 )
 
 
+class _SplitError(ValueError):
+    """The split asked for is not in a local dataset: the caller's mistake, not a corrupt file."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LocalDataset:
     """Where a local dataset lives and in which format.
@@ -135,14 +139,14 @@ def open_local_dataset(found: LocalDataset, split: str | None, streaming: bool =
     if found.format == "disk-single":
         dataset = Dataset.load_from_disk(str(found.directory))
         if split is not None and dataset.split is not None and str(dataset.split) != split:
-            raise ValueError(
+            raise _SplitError(
                 f"{found.directory} holds a single Dataset (split {str(dataset.split)!r}), not a DatasetDict; "
                 f"asked for split {split!r}. Pass split={str(dataset.split)!r} or split=None."
             )
         return dataset.to_iterable_dataset() if streaming else dataset
     available = found.splits
     if split not in available:
-        raise ValueError(
+        raise _SplitError(
             f"{found.directory} holds a DatasetDict with splits {available}; asked for split={split!r}. "
             "Pass one of those."
         )
@@ -270,7 +274,7 @@ def load_jat_dataset(
         if verify_checksums and metadata.get(CHECKSUMS_KEY) is not None:
             verify_checksums_of(found.directory, metadata[CHECKSUMS_KEY], split)
         if metadata.get("schema"):
-            schema = EpisodeSchema.from_dict(metadata["schema"])
+            schema = _stored_schema(metadata["schema"], found.directory)
         where = _data_location(found, split)
         with _named_errors(where):
             dataset = open_local_dataset(found, split, streaming, cache_dir)
@@ -281,6 +285,15 @@ def load_jat_dataset(
     max_episodes = None if validate is True else int(validate)
     with _named_errors(where):
         return validate_dataset(dataset, task=task, split=None, schema=schema, max_episodes=max_episodes)
+
+
+def _stored_schema(data: Any, directory: Path) -> EpisodeSchema:
+    try:
+        return EpisodeSchema.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise DatasetValidationError(
+            f"{directory / METADATA_FILE}: unreadable 'schema' entry ({error}). Restore the file or re-collect."
+        ) from None
 
 
 def _check_task(task: str, metadata: dict[str, Any], directory: Path) -> None:
@@ -313,7 +326,9 @@ def _named_errors(where: str | None) -> Iterator[None]:
     except DatasetValidationError as error:
         context = f"{error.context} in {where}" if error.context else f"in {where}"
         raise error.with_context(context) from None
-    except _READ_ERRORS as error:
+    except _SplitError:
+        raise
+    except (*_READ_ERRORS, ValueError) as error:  # datasets raises bare ValueErrors for Arrow/JSON mismatches
         raise DatasetValidationError(
             f"cannot read the data ({type(error).__name__}: {str(error)[:300]}): the files are corrupt or incomplete. "
             "Restore them or re-collect the dataset.",

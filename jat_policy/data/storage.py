@@ -82,9 +82,14 @@ def read_metadata(directory: str | os.PathLike) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); delete it or restore it from the collector.") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(metadata).__name__}, not an object; delete it or restore it from the collector"
+        )
+    return metadata
 
 
 def _sha256(path: Path) -> str:
