@@ -68,6 +68,29 @@ def cyclic_expand_dim(tensor: Tensor, size: int) -> Tensor:
     return tensor[..., index]
 
 
+def pad_discrete_slots(ids: Tensor, slots: int) -> Tensor:
+    """Right-pads discrete observations with 0 to the encoder's ``slots`` (``max_discrete_value``).
+
+    The one padding rule for discrete observations, applied inside the model so that training batches and the
+    policy's per-step tensors can never disagree. BabyAI's 148 ints + 64 mission tokens fill all 212 slots and
+    pass unchanged; smaller spaces (FrozenLake's one int, Taxi's, a MultiBinary) get zeros in the unused slots,
+    which the per-slot linear learns to ignore (the same slots are padding in every step of a task).
+
+    Args:
+        ids: ``(..., X)`` ints with ``X <= slots``.
+        slots: Width of the multi-discrete encoder.
+
+    Returns:
+        ``(..., slots)`` ints.
+
+    Example:
+        >>> pad_discrete_slots(torch.tensor([[3, 1]]), 4).tolist()
+        [[3, 1, 0, 0]]
+    """
+    missing = slots - ids.shape[-1]
+    return F.pad(ids, (0, missing)) if missing > 0 else ids  # (..., slots)
+
+
 # --------------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------------
@@ -586,7 +609,8 @@ class JatModel(PreTrainedModel):
         Args:
             rewards: ``(B, L)`` reward that led to each observation.
             continuous_observations: ``(B, L, n)`` raw vectors (the reward is appended here).
-            discrete_observations: ``(B, L, max_discrete_value)`` ints.
+            discrete_observations: ``(B, L, X)`` ints, ``X <= max_discrete_value`` (zero-padded to it by
+                :func:`pad_discrete_slots`).
             image_observations: ``(B, L, 4, 84, 84)`` floats in [-1, 1] (rewards are ignored).
 
         Returns:
@@ -598,7 +622,8 @@ class JatModel(PreTrainedModel):
             return self.continuous_encoder(x)
         if discrete_observations is not None:
             self._check_discrete_observations(discrete_observations)
-            x = self._encode_discrete_slots(discrete_observations)  # (B, L, H - 1)
+            x = pad_discrete_slots(discrete_observations, self.config.max_discrete_value)  # (B, L, slots)
+            x = self._encode_discrete_slots(x)  # (B, L, H - 1)
             return torch.cat((x, rewards.unsqueeze(-1).to(x.dtype)), dim=-1)  # (B, L, H)
         if image_observations is not None:
             if image_observations.dim() != 5 or tuple(image_observations.shape[2:]) != (4, 84, 84):
@@ -650,15 +675,16 @@ class JatModel(PreTrainedModel):
 
     def _check_discrete_observations(self, x: Tensor) -> None:
         slots = self.config.max_discrete_value
-        if x.shape[-1] != slots:
+        if x.shape[-1] > slots:
             raise ValueError(
-                f"discrete_observations must have {slots} slots (148 BabyAI ints + 64 mission tokens), "
+                f"discrete_observations must have at most {slots} slots (BabyAI: 148 ints + 64 mission tokens), "
                 f"got {x.shape[-1]}; build them with JatProcessor(discrete_observations=..., text_observations=...)."
             )
         if x.numel() and (int(x.max()) >= self.config.vocab_size or int(x.min()) < 0):
             raise ValueError(
                 f"discrete_observations values must lie in [0, {self.config.vocab_size}), got "
-                f"[{int(x.min())}, {int(x.max())}]: a tokenizer larger than the model's vocabulary?"
+                f"[{int(x.min())}, {int(x.max())}]: a tokenizer larger than the model's vocabulary, or an env whose "
+                "discrete observations go past it (embed them with a larger vocab_size, e.g. jat-small's 50257)?"
             )
 
     def decode_actions(self, hidden: Tensor, action_size: int | None) -> Tensor:
@@ -706,7 +732,7 @@ class JatModel(PreTrainedModel):
             input_ids: ``(B, T)`` text token ids.
             pixel_values: ``(B, 3, 224, 224)`` captioning images (their 196 patches precede the text).
             continuous_observations: ``(B, L, n)``.
-            discrete_observations: ``(B, L, max_discrete_value)``.
+            discrete_observations: ``(B, L, X <= max_discrete_value)``, zero-padded by the model.
             image_observations: ``(B, L, 4, 84, 84)`` in [-1, 1].
             continuous_actions: ``(B, L, k)``.
             discrete_actions: ``(B, L)``.

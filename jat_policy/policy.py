@@ -632,10 +632,10 @@ class JatPolicy:
             )
         if key == "discrete_observation":
             slots = size + (self.processor.mission_length if self.text_key is not None else 0)
-            if slots != config.max_discrete_value:
+            if slots > config.max_discrete_value:  # fewer slots are zero-padded by the model (pad_discrete_slots)
                 raise ValueError(
                     f"discrete_observation {sub} (+ 64 mission tokens when there is a text_observation) gives {slots} "
-                    f"slots, but the checkpoint's multi-discrete encoder takes exactly {config.max_discrete_value} "
+                    f"slots, but the checkpoint's multi-discrete encoder takes at most {config.max_discrete_value} "
                     "(BabyAI: 148 + 64)."
                 )
         if key == "image_observation" and tuple(sub.shape) != IMAGE_SHAPE:
@@ -853,7 +853,7 @@ class JatPolicy:
         if self.text_key is not None:
             missions = _decode_text(observation[self.text_key])  # N strings, single or batched alike
             grid = np.concatenate([grid, self.processor.tokenize_missions(missions)], axis=1)  # (N, m + 64)
-        x = torch.as_tensor(grid, device=device)[:, None]  # (N, 1, 212)
+        x = torch.as_tensor(grid, device=device)[:, None]  # (N, 1, m [+ 64]); the model pads to 212
         return model.embed_observations(rewards, discrete_observations=x)[:, 0]
 
     def _embed_actions(self, last_actions: Tensor | None, like: Tensor) -> Tensor:

@@ -479,7 +479,8 @@ class JatProcessor:
 
     - ``continuous_observations`` (B, L, n) float32, ``continuous_actions`` (B, L, k) float32
     - ``discrete_observations`` (B, L, 212) int64: 148 grid ints + 64 mission token ids when
-      ``text_observations`` is given (without it, the discrete observations pass through)
+      ``text_observations`` is given (without it, the discrete observations pass through; the model zero-pads
+      fewer than 212 slots)
     - ``image_observations`` (B, L, 4, 84, 84) float32 in [-1, 1], oldest frame in channel 0
     - ``discrete_actions`` (B, L) int64, ``rewards`` (B, L) float32
     - ``attention_mask`` (B, L) int64, 1 = real step (always present for RL and text inputs)

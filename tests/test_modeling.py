@@ -277,9 +277,9 @@ def test_discrete_inputs_outside_vocab_raise() -> None:
             discrete_actions=torch.tensor([[1, 64]]),
             rewards=torch.zeros(1, 2),
         )
-    with pytest.raises(ValueError, match="12 slots"):
+    with pytest.raises(ValueError, match="12 slots"):  # fewer slots are padded (pad_discrete_slots); more cannot be
         model(
-            discrete_observations=torch.zeros(1, 2, 10, dtype=torch.long),
+            discrete_observations=torch.zeros(1, 2, 13, dtype=torch.long),
             discrete_actions=torch.tensor([[1, 2]]),
             rewards=torch.zeros(1, 2),
         )

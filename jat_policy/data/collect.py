@@ -60,18 +60,34 @@ def env_schema(env: Any) -> EpisodeSchema:
 
     keys = env.observation_space.spaces
     observation_columns = tuple(column for key, column in OBSERVATION_COLUMNS.items() if key in keys)
-    size = None
+    size = high = None
     if "continuous_observation" in keys:
         size = keys["continuous_observation"].shape[0] - 1  # the wrapper appends the previous reward
     elif "discrete_observation" in keys:
-        size = keys["discrete_observation"].shape[0]
+        space = keys["discrete_observation"]
+        size, high = space.shape[0], int(np.max(space.start + space.nvec)) if space.shape[0] else None
     action_space = env.action_space
     if isinstance(action_space, spaces.Discrete):
         n = int(action_space.n)
-        return EpisodeSchema(observation_columns, ACTION_COLUMNS["discrete"], size, num_actions=n, source=_SOURCE)
+        return EpisodeSchema(
+            observation_columns, ACTION_COLUMNS["discrete"], size, num_actions=n, source=_SOURCE, observation_high=high
+        )
     return EpisodeSchema(
-        observation_columns, ACTION_COLUMNS["continuous"], size, int(action_space.shape[0]), source=_SOURCE
+        observation_columns,
+        ACTION_COLUMNS["continuous"],
+        size,
+        int(action_space.shape[0]),
+        source=_SOURCE,
+        observation_high=high,
+        action_low=_bound(action_space.low),
+        action_high=_bound(action_space.high),
     )
+
+
+def _bound(values: np.ndarray) -> tuple[float, ...] | None:
+    """An action bound for the metadata: ``None`` when unbounded (JSON has no infinity)."""
+    values = np.asarray(values, np.float64).reshape(-1)
+    return None if not np.all(np.isfinite(values)) else tuple(float(v) for v in values)
 
 
 # ----------------------------------------------------------------------------------------------------------------

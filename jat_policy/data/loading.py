@@ -7,23 +7,44 @@ stored beside collected data are read with :func:`load_reference_scores`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import datasets
+import pyarrow as pa
 from datasets import Dataset, DatasetDict, IterableDataset
+from datasets.exceptions import DatasetGenerationError
 
-from jat_policy.data.schema import EpisodeSchema
-from jat_policy.data.storage import METADATA_FILE, read_metadata, task_dirname
+from jat_policy.data.schema import DatasetValidationError, EpisodeSchema
+from jat_policy.data.storage import CHECKSUMS_KEY, METADATA_FILE, read_metadata, task_dirname
+from jat_policy.data.storage import verify_checksums as verify_checksums_of
 from jat_policy.data.validation import validate_dataset, validate_iterable
 
 HUB_REPO_ID = "jat-project/jat-dataset"
 _TRUE = {"1", "ON", "YES", "TRUE"}
 _SPLIT_FOLDERS = ("train", "test", "validation")
+# what corrupt Arrow/parquet/JSON files raise from inside pyarrow and datasets
+_READ_ERRORS = (
+    pa.ArrowException,
+    OSError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    KeyError,
+    IndexError,
+    TypeError,
+    DatasetGenerationError,
+)
+
+
+class _SplitError(ValueError):
+    """The split asked for is not in a local dataset: the caller's mistake, not a corrupt file."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,14 +139,14 @@ def open_local_dataset(found: LocalDataset, split: str | None, streaming: bool =
     if found.format == "disk-single":
         dataset = Dataset.load_from_disk(str(found.directory))
         if split is not None and dataset.split is not None and str(dataset.split) != split:
-            raise ValueError(
+            raise _SplitError(
                 f"{found.directory} holds a single Dataset (split {str(dataset.split)!r}), not a DatasetDict; "
                 f"asked for split {split!r}. Pass split={str(dataset.split)!r} or split=None."
             )
         return dataset.to_iterable_dataset() if streaming else dataset
     available = found.splits
     if split not in available:
-        raise ValueError(
+        raise _SplitError(
             f"{found.directory} holds a DatasetDict with splits {available}; asked for split={split!r}. "
             "Pass one of those."
         )
@@ -207,6 +228,7 @@ def load_jat_dataset(
     streaming: bool = False,
     validate: bool | int = True,
     cache_dir: str | None = None,
+    verify_checksums: bool = True,
 ) -> Dataset | IterableDataset:
     """Loads a task's episodes from the Hub or from local data, and validates them.
 
@@ -219,6 +241,9 @@ def load_jat_dataset(
         streaming: Return an ``IterableDataset`` (episodes validated lazily as they are read).
         validate: ``True`` validates every episode, an int the first that many, ``False`` none.
         cache_dir: ``datasets`` cache folder (Hub downloads, parquet conversion).
+        verify_checksums: Check local data files against the sha256 sums the collector stored in
+            ``jat_metadata.json`` (datasets without them, e.g. Hub downloads, are not checked). ``False`` skips
+            it for huge data.
 
     Returns:
         The split: one row per episode, columns as in the Hub.
@@ -226,15 +251,17 @@ def load_jat_dataset(
     Raises:
         ConnectionError: Hub path in offline mode (at once) or without network.
         FileNotFoundError: Nothing for ``task`` under ``path``.
-        ValueError: Wrong split for a ``DatasetDict``, a single ``Dataset`` under another split.
-        DatasetValidationError: The data does not follow the task's schema (names episode and column).
+        ValueError: Wrong split for a ``DatasetDict``, a single ``Dataset`` under another split, a local dataset
+            whose metadata names another task.
+        DatasetValidationError: The data does not follow the task's schema, a checksum does not match, or a
+            file cannot be read (names the file, and the episode and column where known).
 
     Example:
         >>> ds = load_jat_dataset("babyai-go-to-red-ball", path="data/")  # doctest: +SKIP
         >>> ds[0]["discrete_actions"][:3]  # doctest: +SKIP
         [1, 2, 2]
     """
-    schema = None
+    schema, where = None, None
     if path is None:
         dataset = _load_from_hub(task, split, streaming, cache_dir)
     elif isinstance(path, DatasetDict | Dataset):
@@ -242,16 +269,71 @@ def load_jat_dataset(
         dataset = dataset.to_iterable_dataset() if streaming else dataset
     else:
         found = find_local_dataset(task, path)
-        dataset = open_local_dataset(found, split, streaming, cache_dir)
-        metadata = read_metadata(found.directory)
-        if metadata and metadata.get("schema"):
-            schema = EpisodeSchema.from_dict(metadata["schema"])
+        metadata = read_metadata(found.directory) or {}
+        _check_task(task, metadata, found.directory)
+        if verify_checksums and metadata.get(CHECKSUMS_KEY) is not None:
+            verify_checksums_of(found.directory, metadata[CHECKSUMS_KEY], split)
+        if metadata.get("schema"):
+            schema = _stored_schema(metadata["schema"], found.directory)
+        where = _data_location(found, split)
+        with _named_errors(where):
+            dataset = open_local_dataset(found, split, streaming, cache_dir)
     if validate is False:
         return dataset
     if isinstance(dataset, IterableDataset):
         return validate_iterable(dataset, task=task, schema=schema)
     max_episodes = None if validate is True else int(validate)
-    return validate_dataset(dataset, task=task, split=None, schema=schema, max_episodes=max_episodes)
+    with _named_errors(where):
+        return validate_dataset(dataset, task=task, split=None, schema=schema, max_episodes=max_episodes)
+
+
+def _stored_schema(data: Any, directory: Path) -> EpisodeSchema:
+    try:
+        return EpisodeSchema.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise DatasetValidationError(
+            f"{directory / METADATA_FILE}: unreadable 'schema' entry ({error}). Restore the file or re-collect."
+        ) from None
+
+
+def _check_task(task: str, metadata: dict[str, Any], directory: Path) -> None:
+    """The task a collected dataset holds (its metadata says) must be the one asked for."""
+    stored = metadata.get("task")
+    if stored is not None and stored != task:
+        raise ValueError(
+            f"load_jat_dataset({task!r}): {directory} holds data of task {stored!r} (its {METADATA_FILE} says so), "
+            f"not {task!r}. Wrong path? Point path= at the folder holding <task>/ (e.g. the collector's out)."
+        )
+
+
+def _data_location(found: LocalDataset, split: str | None) -> str:
+    """The files a split is read from, for error messages."""
+    if found.format == "parquet" and split in found.parquet_files:
+        return ", ".join(found.parquet_files[split])
+    if found.format == "disk" and split is not None:
+        return str(found.directory / split)
+    return str(found.directory)
+
+
+@contextlib.contextmanager
+def _named_errors(where: str | None) -> Iterator[None]:
+    """Raw pyarrow / JSON / OS errors of corrupt files become DatasetValidationErrors that name the files."""
+    if where is None:
+        yield
+        return
+    try:
+        yield
+    except DatasetValidationError as error:
+        context = f"{error.context} in {where}" if error.context else f"in {where}"
+        raise error.with_context(context) from None
+    except _SplitError:
+        raise
+    except (*_READ_ERRORS, ValueError) as error:  # datasets raises bare ValueErrors for Arrow/JSON mismatches
+        raise DatasetValidationError(
+            f"cannot read the data ({type(error).__name__}: {str(error)[:300]}): the files are corrupt or incomplete. "
+            "Restore them or re-collect the dataset.",
+            context=where,
+        ) from error
 
 
 @dataclasses.dataclass(frozen=True)

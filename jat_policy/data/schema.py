@@ -21,6 +21,7 @@ column names, picked from the observation keys their wrapper produces.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,6 +74,11 @@ class EpisodeSchema:
         action_size: Values per step of ``continuous_actions``; ``None`` = only check agreement.
         num_actions: Discrete actions must lie in ``[0, num_actions)``; ``None`` = only check ``>= 0``.
         source: Where the sizes come from (shown in error messages), e.g. ``"Hub mujoco v4 sizes"``.
+        observation_high: Discrete observation values must lie in ``[0, observation_high)``; ``None`` =
+            ``[0, 50257)``, the GPT-2 vocabulary JAT embeds them with (the collectors store the env's bound).
+        action_low: Lower bound of continuous actions, one per action value (the env's ``Box.low``); ``None`` =
+            unbounded.
+        action_high: Upper bound of continuous actions; ``None`` = unbounded.
 
     Example:
         >>> schema = EpisodeSchema(("continuous_observations",), "continuous_actions", 39, 4)
@@ -86,6 +92,9 @@ class EpisodeSchema:
     action_size: int | None = None
     num_actions: int | None = None
     source: str = ""
+    observation_high: int | None = None
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.observation_columns if c not in OBSERVATION_COLUMNS.values()]
@@ -111,7 +120,8 @@ class EpisodeSchema:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form (stored in ``jat_metadata.json``)."""
         out = dataclasses.asdict(self)
-        out["observation_columns"] = list(self.observation_columns)
+        for name in ("observation_columns", "action_low", "action_high"):
+            out[name] = None if out[name] is None else list(out[name])
         return out
 
     @classmethod
@@ -120,14 +130,30 @@ class EpisodeSchema:
         fields = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in fields}
         kwargs["observation_columns"] = tuple(kwargs.get("observation_columns", ()))
+        for name in ("action_low", "action_high"):  # absent in metadata written before 0.2: unbounded
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(float(v) for v in kwargs[name])
         return cls(**kwargs)
 
 
 ATARI_SCHEMA = EpisodeSchema(("image_observations",), "discrete_actions", num_actions=18, source="ALE full action set")
 BABYAI_SCHEMA = EpisodeSchema(
-    ("text_observations", "discrete_observations"), "discrete_actions", 148, num_actions=7, source="BabyAI"
+    ("text_observations", "discrete_observations"),
+    "discrete_actions",
+    148,
+    num_actions=7,
+    source="BabyAI",
+    observation_high=256,  # minigrid's grid bytes
 )
-METAWORLD_SCHEMA = EpisodeSchema(("continuous_observations",), "continuous_actions", 39, 4, source="Meta-World")
+METAWORLD_SCHEMA = EpisodeSchema(
+    ("continuous_observations",),
+    "continuous_actions",
+    39,
+    4,
+    source="Meta-World",
+    action_low=(-1.0,) * 4,  # every Meta-World v2/v3 env acts in Box(-1, 1, (4,))
+    action_high=(1.0,) * 4,
+)
 # MuJoCo sizes differ per task; see :func:`schema_for_task`.
 MUJOCO_SCHEMA = EpisodeSchema(("continuous_observations",), "continuous_actions", source="MuJoCo")
 DOMAIN_SCHEMAS: dict[str, EpisodeSchema] = {
@@ -178,10 +204,31 @@ def schema_for_task(task: str) -> EpisodeSchema | None:
     if domain is None:
         return None
     schema = DOMAIN_SCHEMAS[domain]
+    if domain == "atari" and (n := _atari_num_actions(task)) is not None:
+        schema = dataclasses.replace(schema, num_actions=n, source="the game's minimal action set (ALE v5)")
     if domain == "mujoco" and task in _HUB_MUJOCO_SIZES:
         obs_size, act_size = _HUB_MUJOCO_SIZES[task]
         schema = dataclasses.replace(schema, observation_size=obs_size, action_size=act_size, source="Hub MuJoCo v4")
     return schema
+
+
+@functools.cache
+def _atari_num_actions(task: str) -> int | None:
+    """Actions of a game's minimal action set, the one the Hub's data uses (Pong: 6); ``None`` without ale-py."""
+    try:
+        import ale_py
+        import gymnasium as gym
+
+        from jat_policy.tasks import get_task
+
+        gym.register_envs(ale_py)
+        env = gym.make(get_task(task).env_id)
+    except Exception:  # noqa: BLE001 (no ale-py, unknown game: fall back to the full action set's 18)
+        return None
+    try:
+        return int(env.action_space.n)
+    finally:
+        env.close()
 
 
 def infer_schema(features: Mapping[str, Any]) -> EpisodeSchema:
@@ -243,6 +290,7 @@ class DatasetValidationError(ValueError):
             where.append(f"step {step}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.detail, self.episode, self.column, self.step = message, episode, column, step
+        self.context = context
 
     def with_context(self, context: str) -> DatasetValidationError:
         """The same error with ``context`` (e.g. the task and split) in front of the message."""
