@@ -193,3 +193,55 @@ def test_sb3_expert_trust_pickle_env_variable(monkeypatch):
     assert SB3Expert(PENDULUM_ZIP).trust_pickle
     monkeypatch.delenv("JAT_POLICY_TRUST_PICKLE")
     assert not SB3Expert(PENDULUM_ZIP).trust_pickle
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id", "policy_kwargs"),
+    [
+        ("SAC", "Pendulum-v1", None),
+        ("DQN", "CartPole-v1", None),
+        ("A2C", "CartPole-v1", None),  # its default policy_kwargs name the RMSprop class
+        ("PPO", "CartPole-v1", {"activation_fn": "ReLU", "net_arch": {"pi": [8], "vf": [8]}}),
+    ],
+)
+def test_sb3_expert_safe_load_of_other_algorithms(tmp_path, algo, env_id, policy_kwargs):
+    import stable_baselines3 as sb3
+    import torch
+
+    extra = {"buffer_size": 100, "learning_starts": 10} if algo in ("SAC", "DQN") else {}
+    if policy_kwargs:
+        extra["policy_kwargs"] = {**policy_kwargs, "activation_fn": getattr(torch.nn, policy_kwargs["activation_fn"])}
+    getattr(sb3, algo)("MlpPolicy", env_id, device="cpu", seed=0, **extra).save(tmp_path / "model.zip")
+    safe, trusted = SB3Expert(tmp_path / "model.zip"), SB3Expert(tmp_path / "model.zip", trust_pickle=True)
+    assert safe.model.observation_space == trusted.model.observation_space
+    assert safe.model.action_space == trusted.model.action_space
+    obs = np.stack([trusted.model.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(
+        safe.model.predict(obs, deterministic=True)[0], trusted.model.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_sb3_expert_dict_space_needs_the_env_space(tmp_path):
+    # SB3 writes no readable bounds for a Dict space: the caller passes the env's
+    import base64
+    import zipfile
+
+    import gymnasium as gym
+
+    space = gym.spaces.Dict({"obs": gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)})
+    src, out = PENDULUM_ZIP, tmp_path / "dict.zip"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(out, "w") as b:
+        for item in a.infolist():
+            content = a.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                data["observation_space"] = {
+                    ":type:": "<class 'gymnasium.spaces.dict.Dict'>",
+                    ":serialized:": base64.b64encode(pickle.dumps(space)).decode(),
+                    "spaces": str(space.spaces),
+                }
+                content = json.dumps(data).encode()
+            b.writestr(item, content)
+    with pytest.raises(ValueError, match=r"observation_space: cannot rebuild .* Pass the env's spaces"):
+        _ = SB3Expert(out).model
+    assert SB3Expert(out, observation_space=space).model.observation_space == space

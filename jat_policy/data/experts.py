@@ -348,10 +348,12 @@ class SB3Expert:
             data = json.loads(archive.read("data"))
         objects, missing = sb3_safe_objects(data, algorithm, self._spaces)
         if missing:
+            spaces_missing = any(entry.startswith(("observation_space", "action_space")) for entry in missing)
+            hint = "Pass the env's spaces (SB3Expert(..., observation_space=...)). " if spaces_missing else ""
             raise ValueError(
                 f"{self.path} holds pickled entries that cannot be loaded without running code from the file: "
-                f"{'; '.join(missing)}. Pass the spaces (SB3Expert(..., observation_space=env.observation_space)) "
-                f"or, only if you trust the file, SB3Expert(..., trust_pickle=True) / {_TRUST_PICKLE_ENV}=1."
+                f"{'; '.join(missing)}. {hint}Only if you trust the file: SB3Expert(..., trust_pickle=True) or "
+                f"{_TRUST_PICKLE_ENV}=1 for the CLI."
             )
         return objects
 
@@ -411,6 +413,8 @@ _SB3_UNUSED_ENTRIES = frozenset(
 _SB3_SCHEDULE_ENTRIES = frozenset(
     {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "exploration_schedule"}
 )
+# Training settings pickled without readable fields; ``_setup_model`` turns these plain values into SB3's types.
+_SB3_TRAINING_DEFAULTS = {"train_freq": 1}
 _TRUST_PICKLE_ENV = "JAT_POLICY_TRUST_PICKLE"
 
 
@@ -506,6 +510,37 @@ def _sb3_policy_class(algorithm: type, entry: dict[str, Any]) -> type:
     raise ValueError("policy_class is not one of the algorithm's own policies (a custom policy class)")
 
 
+def _sb3_allowed_classes() -> dict[str, type]:
+    """Classes a ``policy_kwargs`` may name, by dotted path: torch activations and optimizers, SB3's extractors."""
+    import inspect
+
+    import torch
+    from stable_baselines3.common import torch_layers
+
+    allowed = [
+        (torch.nn.modules.activation, torch.nn.Module),
+        (torch.optim, torch.optim.Optimizer),
+        (torch_layers, torch_layers.BaseFeaturesExtractor),
+    ]
+    return {
+        f"{cls.__module__}.{cls.__qualname__}": cls
+        for module, base in allowed
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, base)
+    }
+
+
+def _sb3_kwarg(name: str, value: Any) -> Any:
+    """A ``policy_kwargs`` value from its readable form; classes only from :func:`_sb3_allowed_classes`."""
+    if not (isinstance(value, str) and value.startswith("<") and value.endswith(">")):
+        return value  # plain JSON (net_arch, optimizer_kwargs, ...)
+    match = re.fullmatch(r"<class '([\w.]+)'>", value)
+    allowed = _sb3_allowed_classes()
+    if match is None or match.group(1) not in allowed:
+        raise ValueError(f"policy_kwargs[{name!r}] = {value} is code this loader does not know")
+    return allowed[match.group(1)]
+
+
 def sb3_safe_objects(
     data: dict[str, Any], algorithm: type, overrides: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], list[str]]:
@@ -533,12 +568,16 @@ def sb3_safe_objects(
 def _sb3_replacement(key: str, entry: dict[str, Any], data: dict[str, Any], algorithm: type) -> Any:
     if key in _SB3_UNUSED_ENTRIES:
         return None
+    if key in _SB3_TRAINING_DEFAULTS:
+        return _SB3_TRAINING_DEFAULTS[key]
     if key in _SB3_SCHEDULE_ENTRIES:
         return _sb3_constant(entry, data)
     if key in ("observation_space", "action_space"):
         return sb3_space(entry, key)
     if key == "policy_class":
         return _sb3_policy_class(algorithm, entry)
+    if key == "policy_kwargs":
+        return {name: _sb3_kwarg(name, value) for name, value in entry.items() if not name.startswith(":")}
     raise ValueError(f"an unknown pickled entry of type {entry.get(':type:', '?')}")
 
 
