@@ -286,3 +286,11 @@ def test_trainer_checkpoint_killed_at_every_file_operation(monkeypatch, tmp_path
     outcomes = _every_kill(monkeypatch, prepare, save, state)
     assert "skipped" in outcomes and set(outcomes) <= {"old", "skipped"}
     assert json.loads((tmp_path / "template" / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_processor_files_of_an_older_save_are_not_picked_up(tmp_path, old_and_new):
+    old, _, _ = old_and_new
+    old.save(tmp_path)  # with a processor
+    JatPolicy(old.model, *OLD_SPACES, context_window=4).save(tmp_path)  # without: the tokenizer files stay
+    assert (tmp_path / "tokenizer.json").is_file()
+    assert JatPolicy.load(tmp_path).processor is None
