@@ -70,6 +70,52 @@ _PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# A config above this many parameters is refused before anything is allocated: about 50x jat-small
+# (192.7M) and 3.5x the reference's jat-large (2.8B), 40 GB of fp32 weights. Raise it to build bigger models.
+MAX_PARAMETERS = 10_000_000_000
+
+# Integer fields that size tensors: each must be >= 1 (0 or less fails deep inside torch otherwise).
+_POSITIVE_SIZES = (
+    "vocab_size",
+    "max_position_embeddings",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "window_size",
+    "max_continuous_size",
+    "max_discrete_value",
+    "image_size",
+    "num_channels",
+    "patch_size",
+)
+_IMAGE_FEATURES = 128 * 11 * 11  # the conv image encoder's flattened (C, H, W) output before its linear
+_IMAGE_CONVS = 193_747  # the image encoder's and decoder's convolutions and channel attention (size-independent)
+
+
+def estimate_num_parameters(config: JatConfig) -> int:
+    """Parameters a :class:`~jat_policy.modeling.JatModel` of ``config`` holds, from its sizes alone.
+
+    Counted from the sizes (within 0.01% of the built model), so a config can be refused before allocating
+    it. jat-small: 192.7M.
+
+    Args:
+        config: The configuration.
+
+    Returns:
+        The number of parameters.
+    """
+    h, vocab = config.hidden_size, config.vocab_size
+    inner = config.intermediate_size or 4 * h
+    squeeze = config.discrete_slot_size or h // 50
+    block = 4 * h * h + h + 2 * h * inner + inner + h + 4 * h  # attention, MLP, two LayerNorms
+    backbone = (vocab + config.max_position_embeddings) * h + config.num_layers * block + 2 * h
+    patches = config.num_channels * config.patch_size**2 * h + h
+    continuous = 2 * config.max_continuous_size * h + config.max_continuous_size + h
+    discrete = 2 * config.max_discrete_value * squeeze * h + 2 * squeeze * h + 9 * h
+    images = 2 * _IMAGE_FEATURES * h + _IMAGE_FEATURES + h + _IMAGE_CONVS
+    return backbone + patches + continuous + discrete + images + vocab * h  # the last: the action / LM head
+
+
 @strict(accept_kwargs=True)
 class JatConfig(GPTNeoConfig):
     """Configuration of a :class:`~jat_policy.modeling.JatModel`.
@@ -119,6 +165,7 @@ class JatConfig(GPTNeoConfig):
     def __post_init__(self, **kwargs: Any) -> None:
         # A saved config also stores the expanded `attention_layers`; it is derived, so drop it.
         kwargs.pop("attention_layers", None)
+        self._check_sizes()
         super().__post_init__(**kwargs)
         if self.observation_loss_coef < 0 or self.action_loss_coef < 0:
             raise ValueError(
@@ -131,6 +178,26 @@ class JatConfig(GPTNeoConfig):
             )
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}.")
+        self._check_parameter_count()
+
+    def _check_sizes(self) -> None:
+        for name in _POSITIVE_SIZES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        inner = self.intermediate_size
+        if inner is not None and (isinstance(inner, bool) or not isinstance(inner, int) or inner < 1):
+            raise ValueError(f"intermediate_size must be an integer >= 1 or None (4 * hidden_size), got {inner!r}.")
+
+    def _check_parameter_count(self) -> None:
+        count = estimate_num_parameters(self)
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"This config describes a model of {count / 1e9:.1f}B parameters ({count * 4 / 2**30:.0f} GiB in "
+                f"fp32; hidden_size={self.hidden_size}, num_layers={self.num_layers}, vocab_size={self.vocab_size}), "
+                f"above the {MAX_PARAMETERS / 1e9:.0f}B limit (jat-small: 0.19B). A typo in a size? To build it "
+                "anyway, raise jat_policy.configuration.MAX_PARAMETERS."
+            )
 
     @classmethod
     def preset_names(cls) -> list[str]:

@@ -968,30 +968,24 @@ class JatModel(PreTrainedModel):
     def save_pretrained(  # type: ignore[override]
         self, save_directory: str | os.PathLike, state_dict: dict[str, Tensor] | None = None, **kwargs: Any
     ) -> None:
-        """Writes ``config.json`` and ``model.safetensors`` atomically (a temp dir renamed into place).
+        """Writes ``config.json`` and ``model.safetensors`` as one unit (see :func:`write_checkpoint`).
 
         Args:
             save_directory: Target directory (created; existing model files are replaced).
             state_dict: Weights to write instead of the model's own (``transformers.Trainer`` passes it).
             **kwargs: Accepted for ``transformers.Trainer`` compatibility and ignored (always safetensors).
         """
-        from safetensors.torch import save_file
+        write_checkpoint(save_directory, self.checkpoint_weights(state_dict), self.write_config)
 
-        target = Path(save_directory)
-        target.mkdir(parents=True, exist_ok=True)
+    def checkpoint_weights(self, state_dict: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The tensors written to ``model.safetensors``: each once (no ``wte`` aliases), contiguous, on the CPU."""
         weights = state_dict if state_dict is not None else self.canonical_state_dict()
-        weights = {k: v for k, v in weights.items() if k not in WTE_ALIASES[1:]}
-        weights = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-        tmp = Path(tempfile.mkdtemp(prefix=".jat-save-", dir=target))
-        try:
-            save_file(weights, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-            self.config.architectures = [type(self).__name__]
-            self.config.to_json_file(str(tmp / CONFIG_NAME))
-            for name in (WEIGHTS_NAME, CONFIG_NAME):
-                os.chmod(tmp / name, _default_file_mode())  # safetensors writes 0600; other files follow the umask
-                os.replace(tmp / name, target / name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return {k: v.detach().to("cpu").contiguous() for k, v in weights.items() if k not in WTE_ALIASES[1:]}
+
+    def write_config(self, directory: Path) -> None:
+        """Writes ``config.json`` into ``directory``."""
+        self.config.architectures = [type(self).__name__]
+        self.config.to_json_file(str(directory / CONFIG_NAME))
 
     @classmethod
     def from_pretrained(  # type: ignore[override]
@@ -1020,6 +1014,7 @@ class JatModel(PreTrainedModel):
             The model in eval mode.
         """
         directory = resolve_model_dir(pretrained_model_name_or_path, revision)
+        check_checkpoint_files(directory)
         config = load_jat_config(directory, **config_overrides)
         model = cls(config)
         model.load_jat_weights(directory / WEIGHTS_NAME)
@@ -1104,6 +1099,11 @@ def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
         raw = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{config_path} is not valid JSON ({err}); the checkpoint is corrupt.") from err
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"{config_path} holds a JSON {type(raw).__name__} ({str(raw)[:40]!r}), expected an object of config "
+            "fields (model_type, hidden_size, ...): the file is truncated or not a model config."
+        )
     model_type = raw.get("model_type")
     if model_type != JatConfig.model_type:
         raise ValueError(
@@ -1113,7 +1113,113 @@ def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
     for key in ("model_type", "transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype"):
         raw.pop(key, None)
     raw.update(overrides)
-    return JatConfig(**raw)
+    from huggingface_hub.errors import StrictDataclassError
+
+    try:
+        return JatConfig(**raw)
+    except (TypeError, ValueError, StrictDataclassError) as err:  # wrong types, sizes, unknown layouts
+        raise ValueError(f"{config_path} is not a valid JAT config: {err}") from err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints written as one unit
+#
+# A save stages every file in a ``.jat-save-*`` folder inside the target, then moves them in, the weights first.
+# The weights' safetensors metadata lists the sha256 of every other file saved with them; a load checks it. So a
+# directory left by a save killed half way (new weights beside an old config.json or policy.json, or the reverse)
+# is refused instead of loading as a silent mix. Checkpoints of earlier releases carry no list and load as before.
+STAGING_PREFIX = ".jat-save-"
+MANIFEST_KEY = "jat_checkpoint_files"
+
+
+def write_checkpoint(
+    directory: str | os.PathLike, weights: dict[str, Tensor], *writers: Callable[[Path], Any]
+) -> Path:
+    """Writes ``model.safetensors`` and the files of ``writers`` into ``directory`` so a load sees all or none.
+
+    Args:
+        directory: Target directory (created). Files of the same names are replaced; others are kept.
+        weights: The tensors of ``model.safetensors``.
+        *writers: Functions that write the other files (``config.json``, ``policy.json``, tokenizer, ...) into
+            the staging directory they are given.
+
+    Returns:
+        The directory.
+    """
+    from safetensors.torch import save_file
+
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(target)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+    try:
+        for write in writers:
+            write(staging)
+        names = sorted(p.name for p in staging.iterdir() if p.is_file())
+        manifest = {name: _sha256(staging / name) for name in names}
+        save_file(weights, str(staging / WEIGHTS_NAME), metadata={"format": "pt", MANIFEST_KEY: json.dumps(manifest)})
+        for name in [WEIGHTS_NAME, *names]:  # the weights first: from then on they vouch for the rest
+            os.chmod(staging / name, _default_file_mode())  # safetensors writes 0600; other files follow the umask
+            os.replace(staging / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def remove_stale_staging(directory: Path) -> None:
+    """Removes ``.jat-save-*`` folders that a killed save left in ``directory``."""
+    for stale in directory.glob(f"{STAGING_PREFIX}*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def check_checkpoint_files(directory: Path) -> None:
+    """Refuses a checkpoint whose files were not all saved together with its ``model.safetensors``.
+
+    Args:
+        directory: The checkpoint directory.
+
+    Raises:
+        ValueError: A file listed in the weights' metadata is missing or has other content.
+    """
+    manifest = _read_manifest(directory / WEIGHTS_NAME)
+    for name, digest in manifest.items():
+        path = directory / name
+        if not path.is_file() or _sha256(path) != digest:
+            state = "is missing" if not path.is_file() else "is not the one saved with these weights"
+            raise ValueError(
+                f"{directory} is an incomplete checkpoint: {name} {state}. A save was interrupted (or files were "
+                "copied in from another checkpoint); save it again or restore a complete copy."
+            )
+
+
+def _read_manifest(weights: Path) -> dict[str, str]:
+    from safetensors import SafetensorError, safe_open
+
+    if not weights.is_file():
+        return {}  # reported by the weights load with its own message
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"{weights} is not a readable safetensors file ({err}); it may be truncated or corrupt."
+        ) from err
+    if MANIFEST_KEY not in metadata:
+        return {}  # written by jat-policy 0.1.0 or by another tool
+    try:
+        manifest = json.loads(metadata[MANIFEST_KEY])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{weights}: the {MANIFEST_KEY} metadata is not valid JSON ({err}).") from err
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{weights}: the {MANIFEST_KEY} metadata is a {type(manifest).__name__}, not a mapping.")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _default_file_mode() -> int:

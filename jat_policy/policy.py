@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-from jat_policy.modeling import JatModel, KVCache, resolve_model_dir
+from jat_policy.modeling import JatModel, KVCache, check_checkpoint_files, resolve_model_dir, write_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -970,16 +970,15 @@ class JatPolicy:
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes the model (``config.json`` + ``model.safetensors``), the processor and ``policy.json``.
 
+        The files are written as one unit: a load sees the old checkpoint or the new one, and a directory left
+        by a save killed half way is refused with a clear error (see :func:`~jat_policy.modeling.write_checkpoint`).
+
         Args:
             directory: Target directory (created).
 
         Returns:
             The directory.
         """
-        target = Path(directory)
-        self.model.save_pretrained(target)
-        if self.processor is not None:
-            self.processor.save_pretrained(target)
         meta = {
             "format": POLICY_FORMAT,
             "observation_space": space_to_json(self.observation_space),
@@ -987,8 +986,13 @@ class JatPolicy:
             "context_window": self.context_window,
             "processor": self.processor is not None,
         }
-        (target / POLICY_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-        return target
+
+        def write_policy(staging: Path) -> None:
+            if self.processor is not None:
+                self.processor.save_pretrained(staging)
+            (staging / POLICY_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+
+        return write_checkpoint(directory, self.model.checkpoint_weights(), self.model.write_config, write_policy)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> JatPolicy:
@@ -1031,6 +1035,7 @@ class JatPolicy:
             The policy.
         """
         directory = resolve_model_dir(path_or_hub_id, revision)
+        check_checkpoint_files(directory)
         meta = _read_policy_config(directory)
         if (observation_space is None or action_space is None) and meta is None:
             raise ValueError(
@@ -1038,13 +1043,15 @@ class JatPolicy:
                 "observation_space and action_space."
             )
         if meta is not None:
-            saved = space_from_json(meta["observation_space"]), space_from_json(meta["action_space"])
+            saved = meta["observation_space"], meta["action_space"]
             observation_space = saved[0] if observation_space is None else observation_space
             action_space = saved[1] if action_space is None else action_space
             if context_window is None and (observation_space, action_space) == saved:
                 context_window = meta.get("context_window")  # the saved window belongs to the saved spaces
         model = JatModel.from_pretrained(directory, device=resolve_device(device), dtype=dtype)
-        if processor is None and any((directory / name).is_file() for name in _PROCESSOR_FILES):
+        # policy.json says whether the processor files are this save's (stale ones may remain from an older save)
+        has_processor = meta.get("processor", True) if meta is not None else True
+        if processor is None and has_processor and any((directory / name).is_file() for name in _PROCESSOR_FILES):
             from jat_policy.processing import JatProcessor
 
             processor = JatProcessor.from_pretrained(directory)
@@ -1052,6 +1059,7 @@ class JatPolicy:
 
 
 def _read_policy_config(directory: Path) -> dict[str, Any] | None:
+    """``policy.json`` with its spaces rebuilt (``None`` when there is none); any malformed field is a ValueError."""
     path = directory / POLICY_CONFIG_NAME
     if not path.is_file():
         return None
@@ -1059,6 +1067,22 @@ def _read_policy_config(directory: Path) -> dict[str, Any] | None:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); the saved policy is corrupt.") from err
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(meta).__name__}, expected an object; the saved policy is corrupt."
+        )
     if meta.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT!r}.")
+    for key in ("observation_space", "action_space"):
+        if not isinstance(meta.get(key), dict):
+            raise ValueError(
+                f"{path} has no valid {key!r} (got {meta.get(key)!r}); pass {key}= to from_pretrained or save again."
+            )
+        try:
+            meta[key] = space_from_json(meta[key])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"{path}: {key!r} does not describe a space ({type(err).__name__}: {err}).") from err
+    window = meta.get("context_window")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ValueError(f"{path}: context_window must be an integer >= 1 or null, got {window!r}.")
     return meta

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +119,129 @@ def test_cli_train_expert_then_collect(tmp_path, capsys):
     argv = ["collect", "--task", "InvertedPendulum-v5", "--expert", str(model), "--episodes", "2"]
     assert main([*argv, "--out", str(tmp_path), "--no-progress", "--workers", "1"]) == 0
     assert len(load_jat_dataset("InvertedPendulum-v5", path=tmp_path)) == 1
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SB3 zips are loaded without unpickling
+
+PENDULUM_ZIP = Path(__file__).parent / "fixtures" / "sb3" / "ppo-InvertedPendulum-v4.zip"
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: stands for arbitrary code hidden in a zip."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _crafted_zip(tmp_path: Path, marker: Path, extra_entry: bool = False) -> Path:
+    """The pendulum fixture with every pickled entry of ``data`` replaced by the payload."""
+    import base64
+    import zipfile
+
+    payload = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+    out = tmp_path / "crafted.zip"
+    with zipfile.ZipFile(PENDULUM_ZIP) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            content = src.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                for entry in data.values():
+                    if isinstance(entry, dict) and ":serialized:" in entry:
+                        entry[":serialized:"] = payload
+                if extra_entry:
+                    data["evil"] = {":type:": "<class 'builtins.function'>", ":serialized:": payload}
+                content = json.dumps(data).encode()
+            dst.writestr(item, content)
+    return out
+
+
+def test_sb3_expert_never_unpickles_the_zip(tmp_path):
+    marker = tmp_path / "pwned"
+    expert = SB3Expert(_crafted_zip(tmp_path, marker))
+    action = expert({"continuous_observation": np.zeros(5, dtype=np.float32)})
+    assert not marker.exists()
+    assert np.shape(action) == (1,)
+
+
+def test_sb3_expert_refuses_entries_that_need_code(tmp_path):
+    marker = tmp_path / "pwned"
+    expert = SB3Expert(_crafted_zip(tmp_path, marker, extra_entry=True))
+    with pytest.raises(ValueError, match=r"evil: .*trust_pickle=True"):
+        _ = expert.model
+    assert not marker.exists()
+    with contextlib.suppress(Exception):  # the payload is no valid entry: SB3 may fail after running it
+        _ = SB3Expert(expert.path, trust_pickle=True).model  # the explicit opt-in unpickles: the payload runs
+    assert marker.exists()
+
+
+def test_sb3_expert_safe_load_acts_like_the_pickled_load():
+    safe, trusted = SB3Expert(PENDULUM_ZIP), SB3Expert(PENDULUM_ZIP, trust_pickle=True)
+    assert safe.model.observation_space == trusted.model.observation_space
+    assert safe.model.action_space == trusted.model.action_space
+    obs = np.random.default_rng(0).normal(size=(32, 4)) * 2
+    np.testing.assert_array_equal(
+        safe.model.predict(obs, deterministic=True)[0], trusted.model.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_sb3_expert_trust_pickle_env_variable(monkeypatch):
+    monkeypatch.setenv("JAT_POLICY_TRUST_PICKLE", "1")
+    assert SB3Expert(PENDULUM_ZIP).trust_pickle
+    monkeypatch.delenv("JAT_POLICY_TRUST_PICKLE")
+    assert not SB3Expert(PENDULUM_ZIP).trust_pickle
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id", "policy_kwargs"),
+    [
+        ("SAC", "Pendulum-v1", None),
+        ("DQN", "CartPole-v1", None),
+        ("A2C", "CartPole-v1", None),  # its default policy_kwargs name the RMSprop class
+        ("PPO", "CartPole-v1", {"activation_fn": "ReLU", "net_arch": {"pi": [8], "vf": [8]}}),
+    ],
+)
+def test_sb3_expert_safe_load_of_other_algorithms(tmp_path, algo, env_id, policy_kwargs):
+    import stable_baselines3 as sb3
+    import torch
+
+    extra = {"buffer_size": 100, "learning_starts": 10} if algo in ("SAC", "DQN") else {}
+    if policy_kwargs:
+        extra["policy_kwargs"] = {**policy_kwargs, "activation_fn": getattr(torch.nn, policy_kwargs["activation_fn"])}
+    getattr(sb3, algo)("MlpPolicy", env_id, device="cpu", seed=0, **extra).save(tmp_path / "model.zip")
+    safe, trusted = SB3Expert(tmp_path / "model.zip"), SB3Expert(tmp_path / "model.zip", trust_pickle=True)
+    assert safe.model.observation_space == trusted.model.observation_space
+    assert safe.model.action_space == trusted.model.action_space
+    obs = np.stack([trusted.model.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(
+        safe.model.predict(obs, deterministic=True)[0], trusted.model.predict(obs, deterministic=True)[0]
+    )
+
+
+def test_sb3_expert_dict_space_needs_the_env_space(tmp_path):
+    # SB3 writes no readable bounds for a Dict space: the caller passes the env's
+    import base64
+    import zipfile
+
+    import gymnasium as gym
+
+    space = gym.spaces.Dict({"obs": gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)})
+    src, out = PENDULUM_ZIP, tmp_path / "dict.zip"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(out, "w") as b:
+        for item in a.infolist():
+            content = a.read(item.filename)
+            if item.filename == "data":
+                data = json.loads(content)
+                data["observation_space"] = {
+                    ":type:": "<class 'gymnasium.spaces.dict.Dict'>",
+                    ":serialized:": base64.b64encode(pickle.dumps(space)).decode(),
+                    "spaces": str(space.spaces),
+                }
+                content = json.dumps(data).encode()
+            b.writestr(item, content)
+    with pytest.raises(ValueError, match=r"observation_space: cannot rebuild .* Pass the env's spaces"):
+        _ = SB3Expert(out).model
+    assert SB3Expert(out, observation_space=space).model.observation_space == space

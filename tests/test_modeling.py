@@ -133,6 +133,45 @@ def test_corrupt_checkpoints_fail_clearly(tmp_path) -> None:
         JatModel.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ([], "holds a JSON list"),
+        (None, "holds a JSON NoneType"),
+        ("jat", "holds a JSON str"),
+        ({"num_heads": 0}, "num_heads must be an integer >= 1, got 0"),
+        ({"hidden_size": 0}, "hidden_size must be an integer >= 1, got 0"),
+        ({"num_layers": 0}, "num_layers must be an integer >= 1, got 0"),
+        ({"vocab_size": -3}, "vocab_size must be an integer >= 1, got -3"),
+        ({"max_continuous_size": 0}, "max_continuous_size must be an integer >= 1"),
+        ({"hidden_size": "32"}, "hidden_size"),
+        ({"hidden_size": 30}, "not divisible by num_heads"),
+        ({"hidden_size": 32768}, r"36\.1B parameters .* above the 10B limit"),
+        ({"vocab_size": 10**9}, r"64\.\dB parameters"),
+    ],
+)
+def test_wrong_config_json_is_a_value_error_naming_file_and_field(tmp_path, content, message) -> None:
+    shutil.copy(PARITY_DIR / "model.safetensors", tmp_path / "model.safetensors")
+    if isinstance(content, dict):
+        content = {**json.loads((PARITY_DIR / "config.json").read_text()), **content}
+    (tmp_path / "config.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=message) as error:
+        JatModel.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(error.value)
+
+
+def test_parameter_estimate_matches_the_built_models() -> None:
+    from jat_policy.configuration import MAX_PARAMETERS, estimate_num_parameters
+
+    for config in (tiny_config(), JatConfig.from_preset("jat-tiny"), JatConfig.from_preset("jat-mini")):
+        built = sum(p.numel() for p in JatModel(config).parameters())
+        assert abs(estimate_num_parameters(config) - built) <= 1e-4 * built
+    assert abs(estimate_num_parameters(JatConfig.from_preset("jat-small")) - 192_701_771) <= 20_000
+    assert estimate_num_parameters(JatConfig.from_preset("jat-large")) < MAX_PARAMETERS  # every preset builds
+    with pytest.raises(ValueError, match="raise jat_policy.configuration.MAX_PARAMETERS"):
+        JatConfig.from_preset("jat-small", hidden_size=32768, num_heads=16)
+
+
 def test_offline_hub_id_fails_fast(monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="Offline"):

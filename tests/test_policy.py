@@ -491,3 +491,28 @@ def test_default_context_window_is_the_training_window() -> None:
     released = JatConfig.from_preset("jat-tiny")  # no record: the reference's 256 (capped by positions)
     assert JatPolicy(JatModel(released), env.observation_space, env.action_space).context_window == 256
     assert JatPolicy(JatModel(trained), env.observation_space, env.action_space, context_window=8).context_window == 8
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda meta: [], "holds a JSON list"),
+        (lambda meta: None, "holds a JSON NoneType"),
+        (lambda meta: {k: v for k, v in meta.items() if k != "action_space"}, "no valid 'action_space'"),
+        (lambda meta: {**meta, "observation_space": 3}, "no valid 'observation_space'"),
+        (lambda meta: {**meta, "action_space": {"type": "Box"}}, "'action_space' does not describe a space"),
+        (lambda meta: {**meta, "action_space": {"type": "Discrete"}}, "'action_space' does not describe a space"),
+        (lambda meta: {**meta, "context_window": "8"}, "context_window must be an integer"),
+    ],
+)
+def test_wrong_policy_json_is_a_value_error_naming_file_and_field(model, tmp_path, edit, message):
+    from jat_policy.modeling import WEIGHTS_NAME
+
+    JatPolicy(model, CONT_SPACE, WIDE_BOX).save(tmp_path)
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    model.save_pretrained(tmp_path)  # weights that vouch only for config.json: policy.json may be edited
+    assert (tmp_path / WEIGHTS_NAME).is_file()
+    (tmp_path / "policy.json").write_text(json.dumps(edit(meta)))
+    with pytest.raises(ValueError, match=message) as error:
+        JatPolicy.load(tmp_path)
+    assert str(tmp_path / "policy.json") in str(error.value)

@@ -28,6 +28,8 @@ import copy
 import dataclasses
 import io
 import json
+import os
+import re
 import time
 import warnings
 import zipfile
@@ -290,12 +292,35 @@ class SB3Expert:
         algo: Algorithm name when it cannot be read from the zip (sb3-contrib).
         deterministic: Greedy actions (``True``) or sampled ones (seeded per episode).
         device: Torch device for the model.
+        trust_pickle: Let SB3 unpickle the zip's pickled entries. A zip is code: unpickling runs whatever
+            it holds, so only do this for files you made or trust. By default (``None``: the environment
+            variable ``JAT_POLICY_TRUST_PICKLE=1`` turns it on) nothing is unpickled: spaces are rebuilt from
+            the readable fields SB3 writes beside each pickle, schedules become constants, the policy class is
+            the algorithm's own, training state is dropped; a zip that needs more raises a ``ValueError``.
+        observation_space: The space the model was trained on, when it cannot be read from the zip (a
+            ``Dict`` space: pass the env's).
+        action_space: Likewise for the action space.
 
     Example:
         >>> expert = SB3Expert("experts/InvertedPendulum-v5-ppo.zip")  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, algo: str | None = None, deterministic: bool = True, device: str = "cpu"):
+    def __init__(
+        self,
+        path: str | Path,
+        algo: str | None = None,
+        deterministic: bool = True,
+        device: str = "cpu",
+        trust_pickle: bool | None = None,
+        observation_space: Any = None,
+        action_space: Any = None,
+    ):
+        self.trust_pickle = trust_pickle_default() if trust_pickle is None else trust_pickle
+        self._spaces = {
+            key: space
+            for key, space in (("observation_space", observation_space), ("action_space", action_space))
+            if space is not None
+        }
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(
@@ -313,8 +338,24 @@ class SB3Expert:
     def model(self) -> Any:
         """The loaded SB3 model (loaded on first use, so the expert pickles cheaply to workers)."""
         if self._model is None:
-            self._model = sb3_algorithm(self.path, self.algo).load(str(self.path), device=self.device)
+            algorithm = sb3_algorithm(self.path, self.algo)
+            custom_objects = None if self.trust_pickle else self._safe_objects(algorithm)
+            self._model = algorithm.load(str(self.path), device=self.device, custom_objects=custom_objects)
         return self._model
+
+    def _safe_objects(self, algorithm: type) -> dict[str, Any]:
+        with zipfile.ZipFile(self.path) as archive:
+            data = json.loads(archive.read("data"))
+        objects, missing = sb3_safe_objects(data, algorithm, self._spaces)
+        if missing:
+            spaces_missing = any(entry.startswith(("observation_space", "action_space")) for entry in missing)
+            hint = "Pass the env's spaces (SB3Expert(..., observation_space=...)). " if spaces_missing else ""
+            raise ValueError(
+                f"{self.path} holds pickled entries that cannot be loaded without running code from the file: "
+                f"{'; '.join(missing)}. {hint}Only if you trust the file: SB3Expert(..., trust_pickle=True) or "
+                f"{_TRUST_PICKLE_ENV}=1 for the CLI."
+            )
+        return objects
 
     def reset(self, env: Any, seed: int | None) -> None:
         """Seeds sampling (stochastic experts) with the episode seed."""
@@ -349,6 +390,195 @@ class SB3Expert:
         """The model's action (``model.predict``)."""
         action, _ = self.model.predict(self.model_observation(obs), deterministic=self.deterministic)
         return action.item() if np.ndim(action) == 0 else action
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading SB3 zips without unpickling
+
+# SB3 stores these "data" entries with cloudpickle. None of them is needed to act: SB3's ``_setup_model``
+# rebuilds buffers and schedules from plain fields, and training state is reset by ``learn``.
+_SB3_UNUSED_ENTRIES = frozenset(
+    {
+        "_last_obs",
+        "_last_episode_starts",
+        "_last_original_obs",
+        "ep_info_buffer",
+        "ep_success_buffer",
+        "rollout_buffer_class",
+        "replay_buffer_class",
+        "action_noise",
+        "env",
+    }
+)
+_SB3_SCHEDULE_ENTRIES = frozenset(
+    {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "exploration_schedule"}
+)
+# Training settings pickled without readable fields; ``_setup_model`` turns these plain values into SB3's types.
+_SB3_TRAINING_DEFAULTS = {"train_freq": 1}
+_TRUST_PICKLE_ENV = "JAT_POLICY_TRUST_PICKLE"
+
+
+def trust_pickle_default() -> bool:
+    """``True`` when the environment variable ``JAT_POLICY_TRUST_PICKLE=1`` opts in (the CLI's switch)."""
+    return os.environ.get(_TRUST_PICKLE_ENV, "") == "1"
+
+
+def _sb3_numbers(text: str, what: str) -> np.ndarray:
+    """Numbers of a numpy ``str(array)`` as SB3 writes them readable beside the pickle (``'[-inf 0. 3.]'``)."""
+    text = str(text)
+    tokens = text.replace("[", " ").replace("]", " ").replace(",", " ").split()
+    if "..." in tokens:
+        # numpy elides the middle of big arrays; bounds shown equal at both ends are taken as constant
+        tokens = [token for token in tokens if token != "..."]
+        if len(set(tokens)) != 1:
+            raise ValueError(f"{what}: the bounds {text[:60]!r}... are elided and not constant")
+    try:
+        return np.array([float(token) for token in tokens], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"{what}: cannot read numbers from {text[:60]!r}") from None
+
+
+def _sb3_shape(entry: dict[str, Any]) -> tuple[int, ...]:
+    shape = entry["_shape"]
+    return tuple(int(n) for n in (json.loads(shape) if isinstance(shape, str) else shape))
+
+
+def _sb3_box(entry: dict[str, Any], what: str) -> Any:
+    from gymnasium import spaces
+
+    shape = _sb3_shape(entry)
+    dtype = np.dtype(entry["dtype"])
+    bounds = []
+    for name in ("low", "high"):
+        values = _sb3_numbers(entry[name], f"{what}.{name}")
+        if values.size not in (1, int(np.prod(shape))):
+            raise ValueError(f"{what}.{name}: {values.size} values for shape {shape}")
+        bounds.append(np.broadcast_to(values, (int(np.prod(shape)),)).reshape(shape).astype(dtype))
+    return spaces.Box(low=bounds[0], high=bounds[1], shape=shape, dtype=dtype)
+
+
+def sb3_space(entry: dict[str, Any], what: str) -> Any:
+    """Rebuilds a Gymnasium space from the readable fields SB3 writes beside its pickle (never the pickle).
+
+    Args:
+        entry: The zip's ``data`` entry (``{":type:": ..., ":serialized:": ..., "dtype": ..., ...}``).
+        what: Its name, for errors.
+
+    Returns:
+        The space (Box, Discrete, MultiDiscrete or MultiBinary).
+
+    Raises:
+        ValueError: Another space type (e.g. ``Dict``), or fields that cannot be read.
+    """
+    from gymnasium import spaces
+
+    kind = str(entry.get(":type:", ""))
+    try:
+        if "spaces.box.Box" in kind:
+            return _sb3_box(entry, what)
+        if "spaces.discrete.Discrete" in kind:
+            return spaces.Discrete(int(entry["n"]), start=int(entry.get("start", 0)))
+        if "spaces.multi_discrete.MultiDiscrete" in kind:
+            nvec = _sb3_numbers(entry["nvec"], f"{what}.nvec").astype(np.int64)
+            start = _sb3_numbers(entry.get("start", "[0]"), f"{what}.start").astype(np.int64)
+            return spaces.MultiDiscrete(nvec, dtype=np.dtype(entry["dtype"]), start=np.broadcast_to(start, nvec.shape))
+        if "spaces.multi_binary.MultiBinary" in kind:
+            shape = _sb3_shape(entry)
+            return spaces.MultiBinary(shape[0] if len(shape) == 1 else shape)
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot rebuild {what} ({kind}) from its readable fields: {error}") from None
+    raise ValueError(f"cannot rebuild {what} of type {kind or '?'} from its readable fields")
+
+
+def _sb3_constant(entry: dict[str, Any], data: dict[str, Any]) -> float:
+    """A schedule as the constant SB3 shows beside the pickle (``ConstantSchedule(val=0.2)``); 0 otherwise.
+
+    Only ``predict`` is used, which reads no schedule; a resumed training would see the constant.
+    """
+    match = re.search(r"val=([-+0-9.eE]+)", " ".join(str(value) for value in entry.values()))
+    if match:
+        return float(match.group(1))
+    learning_rate = data.get("learning_rate")
+    return float(learning_rate) if isinstance(learning_rate, (int, float)) else 0.0
+
+
+def _sb3_policy_class(algorithm: type, entry: dict[str, Any]) -> type:
+    """The policy class among the algorithm's own (``MlpPolicy``, ...) whose module and docstring match."""
+    for policy in getattr(algorithm, "policy_aliases", {}).values():
+        if policy.__module__ == entry.get("__module__") and (policy.__doc__ or "") == entry.get("__doc__", ""):
+            return policy
+    raise ValueError("policy_class is not one of the algorithm's own policies (a custom policy class)")
+
+
+def _sb3_allowed_classes() -> dict[str, type]:
+    """Classes a ``policy_kwargs`` may name, by dotted path: torch activations and optimizers, SB3's extractors."""
+    import inspect
+
+    import torch
+    from stable_baselines3.common import torch_layers
+
+    allowed = [
+        (torch.nn.modules.activation, torch.nn.Module),
+        (torch.optim, torch.optim.Optimizer),
+        (torch_layers, torch_layers.BaseFeaturesExtractor),
+    ]
+    return {
+        f"{cls.__module__}.{cls.__qualname__}": cls
+        for module, base in allowed
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, base)
+    }
+
+
+def _sb3_kwarg(name: str, value: Any) -> Any:
+    """A ``policy_kwargs`` value from its readable form; classes only from :func:`_sb3_allowed_classes`."""
+    if not (isinstance(value, str) and value.startswith("<") and value.endswith(">")):
+        return value  # plain JSON (net_arch, optimizer_kwargs, ...)
+    match = re.fullmatch(r"<class '([\w.]+)'>", value)
+    allowed = _sb3_allowed_classes()
+    if match is None or match.group(1) not in allowed:
+        raise ValueError(f"policy_kwargs[{name!r}] = {value} is code this loader does not know")
+    return allowed[match.group(1)]
+
+
+def sb3_safe_objects(
+    data: dict[str, Any], algorithm: type, overrides: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """``custom_objects`` for SB3's ``load`` that replace every pickled entry of ``data``.
+
+    Args:
+        data: The zip's ``data`` JSON.
+        algorithm: The SB3 algorithm class.
+        overrides: Objects given by the caller (e.g. the env's ``observation_space``); they win.
+
+    Returns:
+        The replacements, and ``"entry: reason"`` for each pickled entry that could not be replaced.
+    """
+    objects, missing = dict(overrides or {}), []
+    for key, entry in data.items():
+        if key in objects or not (isinstance(entry, dict) and ":serialized:" in entry):
+            continue
+        try:
+            objects[key] = _sb3_replacement(key, entry, data, algorithm)
+        except ValueError as error:
+            missing.append(f"{key}: {error}")
+    return objects, missing
+
+
+def _sb3_replacement(key: str, entry: dict[str, Any], data: dict[str, Any], algorithm: type) -> Any:
+    if key in _SB3_UNUSED_ENTRIES:
+        return None
+    if key in _SB3_TRAINING_DEFAULTS:
+        return _SB3_TRAINING_DEFAULTS[key]
+    if key in _SB3_SCHEDULE_ENTRIES:
+        return _sb3_constant(entry, data)
+    if key in ("observation_space", "action_space"):
+        return sb3_space(entry, key)
+    if key == "policy_class":
+        return _sb3_policy_class(algorithm, entry)
+    if key == "policy_kwargs":
+        return {name: _sb3_kwarg(name, value) for name, value in entry.items() if not name.startswith(":")}
+    raise ValueError(f"an unknown pickled entry of type {entry.get(':type:', '?')}")
 
 
 DEFAULT_EXPERTS = {"babyai": "bot", "metaworld": "scripted", "atari": "random"}

@@ -475,6 +475,14 @@ def _trainer_class() -> type:
                 return
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
+        def _save_checkpoint(self, model: Any, trial: Any) -> None:
+            # trainer_state.json, written last, marks a checkpoint complete: when checkpoint-N is written again
+            # (a rerun into the same output_dir) a kill must not leave the old one beside new weights.
+            if self.args.should_save:
+                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+                (folder / "trainer_state.json").unlink(missing_ok=True)
+            super()._save_checkpoint(model, trial)
+
         def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
             super().save_model(output_dir, _internal_call)
             if self.args.should_save:  # JSON instead of the pickled TrainingArguments
@@ -486,9 +494,10 @@ def _trainer_class() -> type:
 
 
 def find_last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The latest ``checkpoint-N`` under ``output_dir`` that was written completely (has trainer_state.json).
+    """The latest ``checkpoint-N`` under ``output_dir`` that was written completely.
 
-    A run killed while saving leaves a partial folder; transformers writes ``trainer_state.json`` last.
+    A run killed while saving leaves a partial folder: transformers writes ``trainer_state.json`` last, and the
+    model files must be the ones saved together (:func:`~jat_policy.modeling.check_checkpoint_files`).
     """
     root = Path(output_dir)
     if not root.is_dir():
@@ -496,9 +505,22 @@ def find_last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     done = [
         (int(match.group(1)), path)
         for path in root.iterdir()
-        if (match := _CHECKPOINT_RE.match(path.name)) and (path / "trainer_state.json").is_file()
+        if (match := _CHECKPOINT_RE.match(path.name)) and _is_complete_checkpoint(path)
     ]
     return max(done)[1] if done else None
+
+
+def _is_complete_checkpoint(path: Path) -> bool:
+    from jat_policy.modeling import check_checkpoint_files
+
+    if not (path / "trainer_state.json").is_file():
+        return False
+    try:
+        check_checkpoint_files(path)
+    except ValueError as err:
+        logger.warning("Skipping %s: %s", path, err)
+        return False
+    return True
 
 
 def _resume_path(options: TrainOptions) -> str | None:
@@ -512,6 +534,9 @@ def _resume_path(options: TrainOptions) -> str | None:
     path = Path(options.resume_from_checkpoint)
     if not (path / "trainer_state.json").is_file():
         raise FileNotFoundError(f"{path} is not a complete Trainer checkpoint (no trainer_state.json).")
+    from jat_policy.modeling import check_checkpoint_files
+
+    check_checkpoint_files(path)
     return str(path)
 
 
