@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from jat_policy.checkpoint import (
     write_checkpoint,
 )
 from jat_policy.configuration import JatConfig
+from jat_policy.losses import compute_ce_loss, compute_mse_loss, reduce_per_step_loss
+from jat_policy.vision import DualBatchReshapeWrapper, ImageDecoder, ImageEncoder, PatchEmbeddings
 
-# Backbone, cache and checkpoint names are re-exported: they were defined here before and are imported from here.
+# Backbone, cache, checkpoint and loss names are re-exported: they were defined here before and are imported from here.
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -55,6 +58,7 @@ __all__ = [
     "cyclic_expand_dim",
     "load_jat_config",
     "pad_discrete_slots",
+    "reduce_per_step_loss",
     "resolve_model_dir",
     "write_checkpoint",
 ]
@@ -105,163 +109,6 @@ def pad_discrete_slots(ids: Tensor, slots: int) -> Tensor:
     """
     missing = slots - ids.shape[-1]
     return F.pad(ids, (0, missing)) if missing > 0 else ids  # (..., slots)
-
-
-# --------------------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------------------
-
-
-def compute_mse_loss(pred: Tensor, target: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
-    """Per-step MSE averaged over feature dims, masked and weighted, divided by the number of valid steps.
-
-    Args:
-        pred: Predictions ``(B, L, ...)``.
-        target: Targets, same shape.
-        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
-        weights: ``(B, L)`` per-step loss weights (they scale the loss; the divisor stays the step count).
-
-    Returns:
-        A scalar tensor.
-    """
-    loss = F.mse_loss(pred, target, reduction="none")
-    loss = loss.flatten(start_dim=2).mean(dim=-1)  # (B, L)
-    return reduce_per_step_loss(loss, mask, weights)
-
-
-def compute_ce_loss(logits: Tensor, labels: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
-    """Per-step cross-entropy, masked and weighted, divided by the number of valid steps.
-
-    The reference collapses per-step weights to ``mean(CE) * mean(weights)`` and crashes without a
-    mask; here each step keeps its own weight (identical for the constant weights of a task batch).
-
-    Args:
-        logits: ``(B, L, C)``.
-        labels: ``(B, L)`` class ids.
-        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
-        weights: ``(B, L)`` per-step loss weights.
-
-    Returns:
-        A scalar tensor.
-    """
-    loss = F.cross_entropy(logits.flatten(end_dim=-2).float(), labels.flatten(), reduction="none")
-    loss = loss.view(labels.shape)  # (B, L)
-    return reduce_per_step_loss(loss, mask, weights)
-
-
-def reduce_per_step_loss(loss: Tensor, mask: Tensor | None, weights: Tensor | None) -> Tensor:
-    """Reduces a per-step loss ``(B, L)``: weight, mask, divide by the number of valid steps (the reference's rule)."""
-    if weights is not None:
-        loss = loss * weights
-    if mask is None:
-        return loss.mean()
-    mask = mask.to(loss.dtype)
-    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Image modules
-# --------------------------------------------------------------------------------------------------
-
-
-class AttentionLayer(nn.Module):
-    """Squeeze-and-excitation channel attention: pool, bottleneck MLP, sigmoid gate."""
-
-    def __init__(self, num_channels: int) -> None:
-        super().__init__()
-        self.fc = nn.Sequential(
-            nn.Linear(num_channels, num_channels // 8, bias=False),
-            nn.ReLU(),
-            nn.Linear(num_channels // 8, num_channels, bias=False),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        gate = self.fc(x.mean(dim=(2, 3)))  # (N, C)
-        return x * gate[:, :, None, None]
-
-
-class ImageEncoder(nn.Module):
-    """Conv encoder of 4×84×84 frames: three stride-2 conv blocks (84→42→21→11), then a linear to H."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(4, 32, kernel_size=3, stride=2, padding=1)
-        self.norm1 = nn.InstanceNorm2d(32)
-        self.att1 = AttentionLayer(32)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1)
-        self.norm2 = nn.InstanceNorm2d(64)
-        self.att2 = AttentionLayer(64)
-        self.conv3 = nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)
-        self.norm3 = nn.InstanceNorm2d(128)
-        self.att3 = AttentionLayer(128)
-        self.fc = nn.Linear(128 * 11 * 11, hidden_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        x = self.att1(F.leaky_relu(self.norm1(self.conv1(x))))  # (N, 32, 42, 42)
-        x = self.att2(F.leaky_relu(self.norm2(self.conv2(x))))  # (N, 64, 21, 21)
-        x = self.att3(F.leaky_relu(self.norm3(self.conv3(x))))  # (N, 128, 11, 11)
-        return self.fc(x.flatten(start_dim=1))  # (N, H)
-
-
-class ImageDecoder(nn.Module):
-    """Mirror of :class:`ImageEncoder`: H → 128×11×11 → 21 → 42 → 84, tanh output in [-1, 1]."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(hidden_size, 128 * 11 * 11)
-        self.deconv1 = nn.ConvTranspose2d(128, 64, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.norm1 = nn.InstanceNorm2d(64)
-        self.att1 = AttentionLayer(64)
-        self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.norm2 = nn.InstanceNorm2d(32)
-        self.att2 = AttentionLayer(32)
-        self.deconv3 = nn.ConvTranspose2d(32, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        x = self.fc(x).view(-1, 128, 11, 11)  # (N, 128, 11, 11)
-        x = F.leaky_relu(self.norm1(self.deconv1(x)))  # (N, 64, 22, 22)
-        x = self.att1(F.interpolate(x, size=(21, 21)))  # (N, 64, 21, 21): nearest, as the reference
-        x = self.att2(F.leaky_relu(self.norm2(self.deconv2(x))))  # (N, 32, 42, 42)
-        return torch.tanh(self.deconv3(x))  # (N, 4, 84, 84)
-
-
-class DualBatchReshapeWrapper(nn.Module):
-    """Applies a per-item module to ``(B, L, ...)`` inputs by folding ``B·L`` into one batch."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        batch, length = x.shape[:2]
-        y = self.module(x.reshape(batch * length, *x.shape[2:]))  # (B·L, ...)
-        return y.view(batch, length, *y.shape[1:])  # (B, L, ...)
-
-
-class PatchEmbeddings(nn.Module):
-    """ViT patch embeddings (no CLS token, no position embedding: the backbone's ``wpe`` gives positions)."""
-
-    def __init__(self, config: JatConfig) -> None:
-        super().__init__()
-        self.image_size = config.image_size
-        self.num_patches = (config.image_size // config.patch_size) ** 2
-        self.projection = nn.Conv2d(
-            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
-        )
-
-    def forward(self, pixel_values: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        if pixel_values.dim() != 4 or pixel_values.shape[-1] != self.image_size:
-            raise ValueError(
-                f"pixel_values must be (B, C, {self.image_size}, {self.image_size}), got {tuple(pixel_values.shape)}; "
-                "use JatProcessor(images=...) to resize and normalise images."
-            )
-        return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (B, patches, H)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -712,7 +559,11 @@ class JatModel(PreTrainedModel):
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         batch = (input_ids if input_ids is not None else pixel_values).shape[0]
         prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        out = self._forward_text(input_ids, pixel_values, None, None, None, False, True)
+        # Greedy/sampled decoding never needs a loss; each step extends the cache of the previous one.
+        step_text = partial(
+            self._forward_text, attention_mask=None, position_ids=None, return_loss=False, use_cache=True
+        )
+        out = step_text(input_ids, pixel_values, past=None)
         logits, cache = out.logits, out.cache
         tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens):
@@ -723,7 +574,7 @@ class JatModel(PreTrainedModel):
             tokens.append(next_token)
             if bool(finished.all()):
                 break
-            step = self._forward_text(next_token[:, None], None, None, cache, None, False, True)
+            step = step_text(next_token[:, None], None, past=cache)
             logits, cache = step.logits, step.cache
         return torch.cat([prompt, torch.stack(tokens, dim=1)], dim=1) if tokens else prompt
 
