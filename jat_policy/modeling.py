@@ -1,30 +1,19 @@
 """``JatModel``: the JAT transformer, parameter-for-parameter compatible with the released checkpoint.
 
-One GPT-Neo backbone; every RL timestep is two tokens, an observation embedding (with the reward)
-and an action embedding, interleaved as ``[o_0, a_0, o_1, a_1, …]``. The hidden state at ``o_t``
-predicts ``a_t``; the hidden state at ``a_t`` predicts ``o_{t+1}``. Text goes through the shared
-``wte``; captioning images through ViT patch embeddings placed before the text.
+One GPT-Neo backbone (:mod:`jat_policy.backbone`); every RL timestep is two tokens, an observation embedding (with
+the reward) and an action embedding, interleaved as ``[o_0, a_0, o_1, a_1, …]``. The hidden state at ``o_t``
+predicts ``a_t``; the hidden state at ``a_t`` predicts ``o_{t+1}``. Text goes through the shared ``wte``;
+captioning images through ViT patch embeddings placed before the text. Files on disk and the Hub are
+:mod:`jat_policy.checkpoint`'s. Numerics that must match the reference are kept on purpose:
 
-The backbone is written here (not ``transformers.GPTNeoModel``) so attention runs through
-``scaled_dot_product_attention`` and positions / key validity are explicit, which the rolling
-context of :class:`~jat_policy.policy.JatPolicy` needs. Module and parameter names are GPT-Neo's,
-so checkpoints load either way. Numerics that must match the reference are kept on purpose:
-
-* GPT-Neo does **not** scale attention logits by 1/sqrt(d) and computes them in fp32;
-* local layers attend to the last ``window_size`` positions (the query included);
-* masked logits follow GPT-Neo's eager arithmetic (``finfo.min`` replacement plus an additive
-  ``finfo.min`` padding mask), so even padded positions reproduce the reference outputs;
 * continuous vectors are expanded *cyclically* to ``max_continuous_size``, not zero-padded;
-* discrete heads score the full vocabulary (the caller slices to the action space).
+* discrete heads score the full vocabulary (the caller slices to the action space);
+* the backbone's attention quirks are listed in :mod:`jat_policy.backbone`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -36,12 +25,43 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from jat_policy.backbone import JatTransformer, build_attention_bias
+from jat_policy.cache import KVCache
+from jat_policy.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    WTE_ALIASES,
+    check_checkpoint_files,
+    load_jat_config,
+    read_model_weights,
+    resolve_model_dir,
+    write_checkpoint,
+)
 from jat_policy.configuration import JatConfig
+from jat_policy.losses import compute_ce_loss, compute_mse_loss, reduce_per_step_loss
+from jat_policy.vision import DualBatchReshapeWrapper, ImageDecoder, ImageEncoder, PatchEmbeddings
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-# The shared token embedding is registered under three names; a checkpoint may hold any of them.
-WTE_ALIASES = ("transformer.wte.weight", "single_discrete_encoder.weight", "multi_discrete_encoder.0.weight")
+# Backbone, cache, checkpoint and loss names are re-exported: they were defined here before and are imported from here.
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "WTE_ALIASES",
+    "JatConfig",
+    "JatModel",
+    "JatOutput",
+    "JatTransformer",
+    "KVCache",
+    "build_attention_bias",
+    "check_checkpoint_files",
+    "compute_ce_loss",
+    "compute_mse_loss",
+    "cyclic_expand_dim",
+    "load_jat_config",
+    "pad_discrete_slots",
+    "reduce_per_step_loss",
+    "resolve_model_dir",
+    "write_checkpoint",
+]
 
 
 def cyclic_expand_dim(tensor: Tensor, size: int) -> Tensor:
@@ -89,400 +109,6 @@ def pad_discrete_slots(ids: Tensor, slots: int) -> Tensor:
     """
     missing = slots - ids.shape[-1]
     return F.pad(ids, (0, missing)) if missing > 0 else ids  # (..., slots)
-
-
-# --------------------------------------------------------------------------------------------------
-# Losses
-# --------------------------------------------------------------------------------------------------
-
-
-def compute_mse_loss(pred: Tensor, target: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
-    """Per-step MSE averaged over feature dims, masked and weighted, divided by the number of valid steps.
-
-    Args:
-        pred: Predictions ``(B, L, ...)``.
-        target: Targets, same shape.
-        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
-        weights: ``(B, L)`` per-step loss weights (they scale the loss; the divisor stays the step count).
-
-    Returns:
-        A scalar tensor.
-    """
-    loss = F.mse_loss(pred, target, reduction="none")
-    loss = loss.flatten(start_dim=2).mean(dim=-1)  # (B, L)
-    return reduce_per_step_loss(loss, mask, weights)
-
-
-def compute_ce_loss(logits: Tensor, labels: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
-    """Per-step cross-entropy, masked and weighted, divided by the number of valid steps.
-
-    The reference collapses per-step weights to ``mean(CE) * mean(weights)`` and crashes without a
-    mask; here each step keeps its own weight (identical for the constant weights of a task batch).
-
-    Args:
-        logits: ``(B, L, C)``.
-        labels: ``(B, L)`` class ids.
-        mask: ``(B, L)``, 1 for real steps; ``None`` means all real.
-        weights: ``(B, L)`` per-step loss weights.
-
-    Returns:
-        A scalar tensor.
-    """
-    loss = F.cross_entropy(logits.flatten(end_dim=-2).float(), labels.flatten(), reduction="none")
-    loss = loss.view(labels.shape)  # (B, L)
-    return reduce_per_step_loss(loss, mask, weights)
-
-
-def reduce_per_step_loss(loss: Tensor, mask: Tensor | None, weights: Tensor | None) -> Tensor:
-    """Reduces a per-step loss ``(B, L)``: weight, mask, divide by the number of valid steps (the reference's rule)."""
-    if weights is not None:
-        loss = loss * weights
-    if mask is None:
-        return loss.mean()
-    mask = mask.to(loss.dtype)
-    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-# --------------------------------------------------------------------------------------------------
-# Backbone (GPT-Neo layout)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class KVCache:
-    """Keys and values of past tokens, with their positions and validity.
-
-    Rows of a batch may hold contexts of different lengths: a row's unused slots are marked
-    invalid (left padding), so one forward pass serves every row.
-
-    Attributes:
-        keys: One tensor per layer, ``(B, heads, S, head_dim)``.
-        values: One tensor per layer, ``(B, heads, S, head_dim)``.
-        positions: ``(B, S)`` position id of each cached token.
-        valid: ``(B, S)`` bool, False for padding slots.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    positions: Tensor
-    valid: Tensor
-
-    @property
-    def length(self) -> int:
-        """Number of cached slots ``S`` (valid or not)."""
-        return self.positions.shape[1]
-
-    def next_positions(self) -> Tensor:
-        """``(B,)`` position following the last valid token of each row (0 for an empty row)."""
-        last = torch.where(self.valid, self.positions, torch.full_like(self.positions, -1))
-        return last.max(dim=1).values + 1
-
-    # Added for JatPolicy's rolling context (policy.py): the attention layers append new keys/values
-    # through this method, so a subclass can write them into preallocated storage instead of copying
-    # the whole cache on every step.
-    def extend(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        """Cached keys/values of ``layer`` followed by the new ``(B, heads, T, hd)`` ones (here: a concatenation).
-
-        Args:
-            layer: Layer index.
-            keys: New keys ``(B, heads, T, hd)``.
-            values: New values ``(B, heads, T, hd)``.
-
-        Returns:
-            Keys and values ``(B, heads, S + T, hd)``.
-        """
-        return torch.cat((self.keys[layer], keys), dim=2), torch.cat((self.values[layer], values), dim=2)
-
-
-KVExtend = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""``(new keys, new values) -> (all keys, all values)`` of one layer: :meth:`KVCache.extend` bound to it."""
-
-
-def build_attention_bias(
-    q_pos: Tensor, k_pos: Tensor, k_valid: Tensor, window: int | None, dtype: torch.dtype = torch.float32
-) -> Tensor:
-    """Additive attention bias ``(B, 1, Tq, Tk)`` with GPT-Neo's eager masking arithmetic.
-
-    A key is attended if it is not in the future and (local layers) less than ``window`` positions
-    back. Disallowed logits become ``finfo.min``; future or padding keys get another ``finfo.min``
-    added, as GPT-Neo adds its padding mask on top. Rows whose window holds only padding (padded
-    queries) therefore spread uniformly like the reference's, instead of producing NaNs.
-
-    Args:
-        q_pos: ``(B, Tq)`` query positions.
-        k_pos: ``(B, Tk)`` key positions.
-        k_valid: ``(B, Tk)`` bool, False for padding keys.
-        window: Local attention window in positions, or ``None`` for global layers.
-        dtype: dtype of the attention logits.
-
-    Returns:
-        The bias, to be added to the raw logits ``q @ k^T``.
-    """
-    diff = q_pos[:, :, None] - k_pos[:, None, :]  # (B, Tq, Tk)
-    allowed = diff >= 0
-    if window is not None:
-        allowed &= diff < window
-    blocked = (diff < 0) | ~k_valid[:, None, :]
-    low = torch.finfo(dtype).min
-    bias = torch.where(allowed, 0.0, low).to(dtype) + torch.where(blocked, low, 0.0).to(dtype)
-    return bias[:, None]  # (B, 1, Tq, Tk)
-
-
-class GPTNeoSelfAttentionCore(nn.Module):
-    """Multi-head self-attention with GPT-Neo's projections (no q/k/v bias, no logit scaling)."""
-
-    def __init__(self, config: JatConfig) -> None:
-        super().__init__()
-        self.num_heads = config.num_heads
-        self.head_dim = config.hidden_size // config.num_heads
-        self.dropout = float(config.attention_dropout)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
-        self.resid_dropout = nn.Dropout(float(config.resid_dropout))
-
-    def _split(self, x: Tensor) -> Tensor:
-        b, t, _ = x.shape
-        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
-
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values."""
-        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
-        if past is not None:
-            k, v = past(k, v)  # (B, heads, S + T, hd)
-        # Logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast).
-        out = F.scaled_dot_product_attention(
-            q.float(),
-            k.float(),
-            v.float(),
-            attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
-            scale=1.0,
-        ).to(v.dtype)
-        b, _, t, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
-        return self.resid_dropout(self.out_proj(out)), k, v
-
-
-class GPTNeoAttention(nn.Module):
-    """Holds the core under ``.attention`` so parameter names match GPT-Neo's."""
-
-    def __init__(self, config: JatConfig, layer_id: int) -> None:
-        super().__init__()
-        self.attention_type = config.attention_layers[layer_id]
-        self.attention = GPTNeoSelfAttentionCore(config)
-
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Applies the module (shapes in the class docstring)."""
-        return self.attention(x, bias, past)
-
-
-class GPTNeoMLP(nn.Module):
-    """Feed-forward block: H -> inner -> H with gelu_new."""
-
-    def __init__(self, config: JatConfig) -> None:
-        super().__init__()
-        inner = config.intermediate_size or 4 * config.hidden_size
-        self.c_fc = nn.Linear(config.hidden_size, inner)
-        self.c_proj = nn.Linear(inner, config.hidden_size)
-        self.dropout = nn.Dropout(float(config.resid_dropout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        # gelu_new is GELU's tanh approximation.
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
-
-
-class GPTNeoBlock(nn.Module):
-    """Pre-LayerNorm transformer block."""
-
-    def __init__(self, config: JatConfig, layer_id: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.attn = GPTNeoAttention(config, layer_id)
-        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-        self.mlp = GPTNeoMLP(config)
-
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Applies the module (shapes in the class docstring)."""
-        attn_out, k, v = self.attn(self.ln_1(x), bias, past)
-        x = x + attn_out
-        return x + self.mlp(self.ln_2(x)), k, v
-
-
-class JatTransformer(nn.Module):
-    """GPT-Neo backbone on input embeddings, with explicit positions and a :class:`KVCache`."""
-
-    def __init__(self, config: JatConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.drop = nn.Dropout(float(config.embed_dropout))
-        self.h = nn.ModuleList(GPTNeoBlock(config, i) for i in range(config.num_layers))
-        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
-
-    def _positions(self, batch: int, length: int, past: KVCache | None, device: torch.device) -> Tensor:
-        start = past.next_positions()[:, None] if past is not None else torch.zeros(batch, 1, device=device)
-        return (start + torch.arange(length, device=device)).long()  # (B, T)
-
-    def forward(
-        self,
-        inputs_embeds: Tensor,
-        attention_mask: Tensor | None = None,
-        position_ids: Tensor | None = None,
-        cache: KVCache | None = None,
-        use_cache: bool = False,
-    ) -> tuple[Tensor, KVCache | None]:
-        """Runs the blocks.
-
-        Args:
-            inputs_embeds: ``(B, T, H)``.
-            attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding (of the new tokens).
-            position_ids: ``(B, T)``; default: continue after the cache's last valid position (0 without cache).
-            cache: Cache of earlier tokens.
-            use_cache: Return the cache extended with these tokens.
-
-        Returns:
-            Final hidden states ``(B, T, H)`` and the new cache (or ``None``).
-        """
-        batch, length, _ = inputs_embeds.shape
-        device = inputs_embeds.device
-        if position_ids is None:
-            position_ids = self._positions(batch, length, cache, device)
-        max_pos = self.config.max_position_embeddings
-        if int(position_ids.max()) >= max_pos:
-            raise ValueError(
-                f"Position {int(position_ids.max())} exceeds the model's max_position_embeddings={max_pos} "
-                f"({max_pos // 2} RL timesteps): shorten the sequence or the context window."
-            )
-        valid = torch.ones(batch, length, dtype=torch.bool, device=device)
-        if attention_mask is not None:
-            valid = attention_mask.to(device=device, dtype=torch.bool)
-        k_pos, k_valid = position_ids, valid
-        if cache is not None:
-            k_pos = torch.cat((cache.positions, position_ids), dim=1)  # (B, S + T)
-            k_valid = torch.cat((cache.valid, valid), dim=1)
-        biases = {
-            kind: build_attention_bias(
-                position_ids, k_pos, k_valid, self.config.window_size if kind == "local" else None
-            )
-            for kind in set(self.config.attention_layers)
-        }
-        x = self.drop(inputs_embeds + self.wpe(position_ids))
-        keys, values = [], []
-        for i, block in enumerate(self.h):
-            past = partial(cache.extend, i) if cache is not None else None
-            x, k, v = block(x, biases[block.attn.attention_type], past)
-            keys.append(k)
-            values.append(v)
-        return self.ln_f(x), KVCache(keys, values, k_pos, k_valid) if use_cache else None
-
-
-# --------------------------------------------------------------------------------------------------
-# Image modules
-# --------------------------------------------------------------------------------------------------
-
-
-class AttentionLayer(nn.Module):
-    """Squeeze-and-excitation channel attention: pool, bottleneck MLP, sigmoid gate."""
-
-    def __init__(self, num_channels: int) -> None:
-        super().__init__()
-        self.fc = nn.Sequential(
-            nn.Linear(num_channels, num_channels // 8, bias=False),
-            nn.ReLU(),
-            nn.Linear(num_channels // 8, num_channels, bias=False),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        gate = self.fc(x.mean(dim=(2, 3)))  # (N, C)
-        return x * gate[:, :, None, None]
-
-
-class ImageEncoder(nn.Module):
-    """Conv encoder of 4×84×84 frames: three stride-2 conv blocks (84→42→21→11), then a linear to H."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(4, 32, kernel_size=3, stride=2, padding=1)
-        self.norm1 = nn.InstanceNorm2d(32)
-        self.att1 = AttentionLayer(32)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1)
-        self.norm2 = nn.InstanceNorm2d(64)
-        self.att2 = AttentionLayer(64)
-        self.conv3 = nn.Conv2d(64, 128, kernel_size=3, stride=2, padding=1)
-        self.norm3 = nn.InstanceNorm2d(128)
-        self.att3 = AttentionLayer(128)
-        self.fc = nn.Linear(128 * 11 * 11, hidden_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        x = self.att1(F.leaky_relu(self.norm1(self.conv1(x))))  # (N, 32, 42, 42)
-        x = self.att2(F.leaky_relu(self.norm2(self.conv2(x))))  # (N, 64, 21, 21)
-        x = self.att3(F.leaky_relu(self.norm3(self.conv3(x))))  # (N, 128, 11, 11)
-        return self.fc(x.flatten(start_dim=1))  # (N, H)
-
-
-class ImageDecoder(nn.Module):
-    """Mirror of :class:`ImageEncoder`: H → 128×11×11 → 21 → 42 → 84, tanh output in [-1, 1]."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.fc = nn.Linear(hidden_size, 128 * 11 * 11)
-        self.deconv1 = nn.ConvTranspose2d(128, 64, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.norm1 = nn.InstanceNorm2d(64)
-        self.att1 = AttentionLayer(64)
-        self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=1, output_padding=1)
-        self.norm2 = nn.InstanceNorm2d(32)
-        self.att2 = AttentionLayer(32)
-        self.deconv3 = nn.ConvTranspose2d(32, 4, kernel_size=3, stride=2, padding=1, output_padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        x = self.fc(x).view(-1, 128, 11, 11)  # (N, 128, 11, 11)
-        x = F.leaky_relu(self.norm1(self.deconv1(x)))  # (N, 64, 22, 22)
-        x = self.att1(F.interpolate(x, size=(21, 21)))  # (N, 64, 21, 21): nearest, as the reference
-        x = self.att2(F.leaky_relu(self.norm2(self.deconv2(x))))  # (N, 32, 42, 42)
-        return torch.tanh(self.deconv3(x))  # (N, 4, 84, 84)
-
-
-class DualBatchReshapeWrapper(nn.Module):
-    """Applies a per-item module to ``(B, L, ...)`` inputs by folding ``B·L`` into one batch."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        batch, length = x.shape[:2]
-        y = self.module(x.reshape(batch * length, *x.shape[2:]))  # (B·L, ...)
-        return y.view(batch, length, *y.shape[1:])  # (B, L, ...)
-
-
-class PatchEmbeddings(nn.Module):
-    """ViT patch embeddings (no CLS token, no position embedding: the backbone's ``wpe`` gives positions)."""
-
-    def __init__(self, config: JatConfig) -> None:
-        super().__init__()
-        self.image_size = config.image_size
-        self.num_patches = (config.image_size // config.patch_size) ** 2
-        self.projection = nn.Conv2d(
-            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
-        )
-
-    def forward(self, pixel_values: Tensor) -> Tensor:
-        """Applies the module (shapes in the class docstring)."""
-        if pixel_values.dim() != 4 or pixel_values.shape[-1] != self.image_size:
-            raise ValueError(
-                f"pixel_values must be (B, C, {self.image_size}, {self.image_size}), got {tuple(pixel_values.shape)}; "
-                "use JatProcessor(images=...) to resize and normalise images."
-            )
-        return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (B, patches, H)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -933,7 +559,11 @@ class JatModel(PreTrainedModel):
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         batch = (input_ids if input_ids is not None else pixel_values).shape[0]
         prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        out = self._forward_text(input_ids, pixel_values, None, None, None, False, True)
+        # Greedy/sampled decoding never needs a loss; each step extends the cache of the previous one.
+        step_text = partial(
+            self._forward_text, attention_mask=None, position_ids=None, return_loss=False, use_cache=True
+        )
+        out = step_text(input_ids, pixel_values, past=None)
         logits, cache = out.logits, out.cache
         tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=self.device)
         for _ in range(max_new_tokens):
@@ -944,7 +574,7 @@ class JatModel(PreTrainedModel):
             tokens.append(next_token)
             if bool(finished.all()):
                 break
-            step = self._forward_text(next_token[:, None], None, None, cache, None, False, True)
+            step = step_text(next_token[:, None], None, past=cache)
             logits, cache = step.logits, step.cache
         return torch.cat([prompt, torch.stack(tokens, dim=1)], dim=1) if tokens else prompt
 
@@ -1025,221 +655,9 @@ class JatModel(PreTrainedModel):
         return model.eval()
 
     def load_jat_weights(self, path: str | os.PathLike) -> None:
-        """Loads a ``model.safetensors`` file with strict key and shape checks.
+        """Loads a ``model.safetensors`` file with strict key and shape checks (:func:`read_model_weights`).
 
         Args:
             path: The safetensors file.
         """
-        state = _read_safetensors(Path(path))
-        present = [alias for alias in WTE_ALIASES if alias in state]
-        if present:
-            for alias in WTE_ALIASES:
-                state.setdefault(alias, state[present[0]])
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"{path} does not match the config: missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
-                f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}. "
-                "Is config.json from the same checkpoint?"
-            )
-        bad = [(k, tuple(v.shape), tuple(expected[k].shape)) for k, v in state.items() if v.shape != expected[k].shape]
-        if bad:
-            name, got, want = bad[0]
-            raise ValueError(
-                f"{path}: tensor {name} has shape {got}, the config expects {want} ({len(bad)} mismatches)."
-            )
-        self.load_state_dict(state, strict=True)
-
-
-def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
-    """Returns a local directory for a checkpoint: the path itself, or a Hub snapshot download.
-
-    Args:
-        name_or_path: Local directory or Hub repo id.
-        revision: Hub revision.
-
-    Returns:
-        The directory.
-    """
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    if path.exists() or str(name_or_path).startswith((".", "/")) or str(name_or_path).count("/") != 1:
-        raise FileNotFoundError(f"No checkpoint directory at {str(name_or_path)!r} (and it is not a Hub repo id).")
-    from huggingface_hub import snapshot_download
-
-    try:
-        local = snapshot_download(
-            str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
-        )
-    except Exception as err:  # offline mode, no network, unknown repo: one clear message
-        raise OSError(
-            f"Could not fetch {str(name_or_path)!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            "Offline (HF_HUB_OFFLINE=1) only local directories load: pass the path of a saved checkpoint."
-        ) from err
-    return Path(local)
-
-
-def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
-    """Reads and checks ``config.json`` of a JAT checkpoint.
-
-    Args:
-        directory: Checkpoint directory.
-        **overrides: Fields to override.
-
-    Returns:
-        The config.
-    """
-    config_path = directory / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}: not a saved JAT checkpoint.")
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path} is not valid JSON ({err}); the checkpoint is corrupt.") from err
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"{config_path} holds a JSON {type(raw).__name__} ({str(raw)[:40]!r}), expected an object of config "
-            "fields (model_type, hidden_size, ...): the file is truncated or not a model config."
-        )
-    model_type = raw.get("model_type")
-    if model_type != JatConfig.model_type:
-        raise ValueError(
-            f"{config_path} has model_type={model_type!r}, expected 'jat': this is not a JAT checkpoint "
-            "(GPT-2/GPT-Neo weights cannot be loaded as JatModel directly)."
-        )
-    for key in ("model_type", "transformers_version", "architectures", "_name_or_path", "torch_dtype", "dtype"):
-        raw.pop(key, None)
-    raw.update(overrides)
-    from huggingface_hub.errors import StrictDataclassError
-
-    try:
-        return JatConfig(**raw)
-    except (TypeError, ValueError, StrictDataclassError) as err:  # wrong types, sizes, unknown layouts
-        raise ValueError(f"{config_path} is not a valid JAT config: {err}") from err
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Checkpoints written as one unit
-#
-# A save stages every file in a ``.jat-save-*`` folder inside the target, then moves them in, the weights first.
-# The weights' safetensors metadata lists the sha256 of every other file saved with them; a load checks it. So a
-# directory left by a save killed half way (new weights beside an old config.json or policy.json, or the reverse)
-# is refused instead of loading as a silent mix. Checkpoints of earlier releases carry no list and load as before.
-STAGING_PREFIX = ".jat-save-"
-MANIFEST_KEY = "jat_checkpoint_files"
-
-
-def write_checkpoint(
-    directory: str | os.PathLike, weights: dict[str, Tensor], *writers: Callable[[Path], Any]
-) -> Path:
-    """Writes ``model.safetensors`` and the files of ``writers`` into ``directory`` so a load sees all or none.
-
-    Args:
-        directory: Target directory (created). Files of the same names are replaced; others are kept.
-        weights: The tensors of ``model.safetensors``.
-        *writers: Functions that write the other files (``config.json``, ``policy.json``, tokenizer, ...) into
-            the staging directory they are given.
-
-    Returns:
-        The directory.
-    """
-    from safetensors.torch import save_file
-
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(target)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
-    try:
-        for write in writers:
-            write(staging)
-        names = sorted(p.name for p in staging.iterdir() if p.is_file())
-        manifest = {name: _sha256(staging / name) for name in names}
-        save_file(weights, str(staging / WEIGHTS_NAME), metadata={"format": "pt", MANIFEST_KEY: json.dumps(manifest)})
-        for name in [WEIGHTS_NAME, *names]:  # the weights first: from then on they vouch for the rest
-            os.chmod(staging / name, _default_file_mode())  # safetensors writes 0600; other files follow the umask
-            os.replace(staging / name, target / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def remove_stale_staging(directory: Path) -> None:
-    """Removes ``.jat-save-*`` folders that a killed save left in ``directory``."""
-    for stale in directory.glob(f"{STAGING_PREFIX}*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def check_checkpoint_files(directory: Path) -> None:
-    """Refuses a checkpoint whose files were not all saved together with its ``model.safetensors``.
-
-    Args:
-        directory: The checkpoint directory.
-
-    Raises:
-        ValueError: A file listed in the weights' metadata is missing or has other content.
-    """
-    manifest = _read_manifest(directory / WEIGHTS_NAME)
-    for name, digest in manifest.items():
-        path = directory / name
-        if not path.is_file() or _sha256(path) != digest:
-            state = "is missing" if not path.is_file() else "is not the one saved with these weights"
-            raise ValueError(
-                f"{directory} is an incomplete checkpoint: {name} {state}. A save was interrupted (or files were "
-                "copied in from another checkpoint); save it again or restore a complete copy."
-            )
-
-
-def _read_manifest(weights: Path) -> dict[str, str]:
-    from safetensors import SafetensorError, safe_open
-
-    if not weights.is_file():
-        return {}  # reported by the weights load with its own message
-    try:
-        with safe_open(str(weights), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ValueError(
-            f"{weights} is not a readable safetensors file ({err}); it may be truncated or corrupt."
-        ) from err
-    if MANIFEST_KEY not in metadata:
-        return {}  # written by jat-policy 0.1.0 or by another tool
-    try:
-        manifest = json.loads(metadata[MANIFEST_KEY])
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{weights}: the {MANIFEST_KEY} metadata is not valid JSON ({err}).") from err
-    if not isinstance(manifest, dict):
-        raise ValueError(f"{weights}: the {MANIFEST_KEY} metadata is a {type(manifest).__name__}, not a mapping.")
-    return manifest
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _default_file_mode() -> int:
-    """The mode ``open()`` gives a new file here: 0666 less the process umask."""
-    umask = os.umask(0)  # the only portable way to read the umask is to set it
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _read_safetensors(path: Path) -> dict[str, Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: JAT checkpoints hold weights in model.safetensors (pickled .bin files are refused)."
-        )
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(
-            f"{path} is not a readable safetensors file ({err}); it may be truncated or corrupt."
-        ) from err
+        self.load_state_dict(read_model_weights(Path(path), self.state_dict()), strict=True)

@@ -41,19 +41,28 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-from jat_policy.modeling import JatModel, KVCache, check_checkpoint_files, resolve_model_dir, write_checkpoint
+from jat_policy.cache import KVCache, StoredCache, invalidate_rows, reserve, to_store, trim, write_rows
+from jat_policy.checkpoint import (
+    POLICY_CONFIG_NAME,
+    check_checkpoint_files,
+    read_policy_config,
+    resolve_model_dir,
+    saved_processor,
+    space_from_json,
+    space_to_json,
+    write_checkpoint,
+    write_policy_config,
+)
+from jat_policy.modeling import JatModel
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
 
-POLICY_CONFIG_NAME = "policy.json"
-POLICY_FORMAT = "jat-policy/1"
 ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
 DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
 OBSERVATION_KEYS = ("continuous_observation", "discrete_observation", "image_observation")
 IMAGE_SHAPE = (84, 84, 4)
-_PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
 # Inputs beyond this magnitude are rejected like NaN/inf. Measured: a float32 JatModel's first LayerNorm squares its
 # inputs, so continuous observations overflow to NaN from ~6e19 (tiny configs, the trained test checkpoints) to ~1e21
 # (jat-small at init); 1e15 leaves four orders of magnitude for encoder weights larger than those measured.
@@ -100,102 +109,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Spaces <-> JSON (policy.json; never pickle)
-# --------------------------------------------------------------------------------------------------
-
-
-def _json_number(x: float) -> float | str:
-    return str(float(x)) if not np.isfinite(x) else float(x)  # "inf" / "-inf" / "nan": strict JSON has none
-
-
-def _json_array(array: np.ndarray) -> Any:
-    flat = array.reshape(-1)
-    if flat.size and bool(np.all(flat == flat[0])):
-        return _json_number(flat[0]) if array.dtype.kind == "f" else int(flat[0])  # one value broadcast
-    return [_json_number(v) if array.dtype.kind == "f" else int(v) for v in flat]
-
-
-def space_to_json(space: spaces.Space) -> dict[str, Any]:
-    """Describes a Gymnasium space as JSON-serialisable data (for ``policy.json``).
-
-    Supported: ``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``, ``Text`` and ``Dict`` of those.
-
-    Args:
-        space: The space.
-
-    Returns:
-        A dict that :func:`space_from_json` turns back into an equal space.
-
-    Example:
-        >>> from gymnasium import spaces
-        >>> space_to_json(spaces.Discrete(3))
-        {'type': 'Discrete', 'n': 3, 'start': 0}
-    """
-    if isinstance(space, spaces.Box):
-        return {
-            "type": "Box",
-            "shape": list(space.shape),
-            "dtype": np.dtype(space.dtype).name,
-            "low": _json_array(space.low),
-            "high": _json_array(space.high),
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, spaces.MultiDiscrete):
-        return {
-            "type": "MultiDiscrete",
-            "nvec": space.nvec.tolist(),
-            "start": space.start.tolist(),
-            "dtype": np.dtype(space.dtype).name,
-        }
-    if isinstance(space, spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": list(space.shape)}
-    if isinstance(space, spaces.Text):
-        charset = "".join(sorted(space.character_set))
-        return {"type": "Text", "max_length": space.max_length, "min_length": space.min_length, "charset": charset}
-    if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": {key: space_to_json(sub) for key, sub in space.spaces.items()}}
-    raise ValueError(
-        f"Cannot describe {space} in policy.json: supported spaces are Box, Discrete, MultiDiscrete, MultiBinary, "
-        "Text and Dict."
-    )
-
-
-def _from_json_array(value: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    array = np.array([float(v) for v in value] if isinstance(value, list) else float(value), dtype=np.float64)
-    return np.broadcast_to(array, shape).reshape(shape).astype(dtype)
-
-
-def space_from_json(data: dict[str, Any]) -> spaces.Space:
-    """Rebuilds a space written by :func:`space_to_json`.
-
-    Args:
-        data: The JSON description.
-
-    Returns:
-        The space.
-    """
-    kind = data.get("type")
-    if kind == "Box":
-        shape, dtype = tuple(data["shape"]), np.dtype(data["dtype"])
-        low, high = _from_json_array(data["low"], shape, dtype), _from_json_array(data["high"], shape, dtype)
-        return spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
-    if kind == "Discrete":
-        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(
-            np.array(data["nvec"]), dtype=np.dtype(data.get("dtype", "int64")), start=np.array(data["start"])
-        )
-    if kind == "MultiBinary":
-        return spaces.MultiBinary(data["n"])
-    if kind == "Text":
-        return spaces.Text(data["max_length"], min_length=data.get("min_length", 1), charset=data["charset"])
-    if kind == "Dict":
-        return spaces.Dict({key: space_from_json(sub) for key, sub in data["spaces"].items()})
-    raise ValueError(f"Unknown space type {kind!r} in policy.json (expected Box, Discrete, ..., Dict).")
-
-
-# --------------------------------------------------------------------------------------------------
 # State
 # --------------------------------------------------------------------------------------------------
 
@@ -217,7 +130,7 @@ class JatPolicyState:
             rolls over.
         last_actions: ``(N,)`` int64 action indices or ``(N, k)`` clipped continuous actions returned by the
             last call (fed back as ``a_{t-1}``); ``None`` before the first call.
-        cache: The :class:`~jat_policy.modeling.KVCache` of every env's context (rows left-padded with
+        cache: The :class:`~jat_policy.cache.KVCache` of every env's context (rows left-padded with
             invalid slots); ``None`` before the first call.
         policy_fingerprint: :attr:`JatPolicy.fingerprint` of the policy that built the state (model architecture,
             weight dtype, spaces, context window); ``predict`` rejects a state of another policy. ``None`` for a
@@ -274,106 +187,6 @@ def context_start(t: int, context_window: int) -> int:
     """
     half = context_window // 2
     return 0 if t < context_window else (t // half - 1) * half
-
-
-# --------------------------------------------------------------------------------------------------
-# KV-cache row operations (rows = envs)
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _KVStore:
-    """Preallocated keys/values ``(B, heads, C, hd)`` per layer, shared by the successive states of a rollout.
-
-    ``end`` marks the columns claimed by the newest state: a state may append in place only if its cache ends
-    there; otherwise (an older state predicted from again) it copies first, so no state ever sees another's
-    tokens.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    end: int
-
-    @property
-    def capacity(self) -> int:
-        return self.keys[0].shape[2]
-
-
-class _StoredCache(KVCache):
-    """A :class:`KVCache` over the columns ``[lo, hi)`` of a :class:`_KVStore`; :meth:`extend` appends in place.
-
-    Appending in place instead of concatenating saves copying the whole cache on every step (the
-    concatenation took more than half of a 16-env step of jat-small on CPU).
-    """
-
-    def __init__(self, store: _KVStore, lo: int, hi: int, positions: Tensor, valid: Tensor) -> None:
-        keys = [k[:, :, lo:hi] for k in store.keys]
-        values = [v[:, :, lo:hi] for v in store.values]
-        super().__init__(keys, values, positions, valid)
-        self.store, self.lo, self.hi = store, lo, hi
-
-    def extend(self, layer: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
-        """Writes the new ``(B, heads, T, hd)`` keys/values after column ``hi`` (claimed by :func:`_reserve`)."""
-        end = self.hi + keys.shape[2]
-        stored_keys, stored_values = self.store.keys[layer], self.store.values[layer]
-        stored_keys[:, :, self.hi : end] = keys
-        stored_values[:, :, self.hi : end] = values
-        return stored_keys[:, :, self.lo : end], stored_values[:, :, self.lo : end]  # (B, heads, S + T, hd)
-
-    def with_slots(self, lo: int, hi: int, positions: Tensor, valid: Tensor) -> _StoredCache:
-        """Another view of the same store."""
-        return _StoredCache(self.store, lo, hi, positions, valid)
-
-
-def _to_store(cache: KVCache, width: int, margin: int) -> _StoredCache:
-    """Copies ``cache`` right-aligned into a new store of ``width + margin`` columns (left slots invalid)."""
-    batch, length = cache.positions.shape
-    pad = width - length
-    store = _KVStore(
-        [k.new_empty(*k.shape[:2], width + margin, k.shape[3]) for k in cache.keys],
-        [v.new_empty(*v.shape[:2], width + margin, v.shape[3]) for v in cache.values],
-        width,
-    )
-    for mine, theirs in zip(store.keys + store.values, cache.keys + cache.values, strict=True):
-        mine[:, :, :pad] = 0.0  # padding slots are masked but must hold finite numbers; the margin is written first
-        mine[:, :, pad:width] = theirs
-    positions = torch.cat((cache.positions.new_zeros(batch, pad), cache.positions), dim=1)  # (B, width)
-    valid = torch.cat((cache.valid.new_zeros(batch, pad), cache.valid), dim=1)
-    return _StoredCache(store, 0, width, positions, valid)
-
-
-def _reserve(cache: _StoredCache, extra: int, margin: int) -> _StoredCache:
-    """A cache that may append ``extra`` slots in place: the same store if it has room and is ours, else a copy."""
-    if cache.store.end != cache.hi or cache.hi + extra > cache.store.capacity:
-        cache = _to_store(cache, cache.length, extra + margin)
-    cache.store.end = cache.hi + extra
-    return cache
-
-
-def _invalidate_rows(cache: _StoredCache, rows: Tensor) -> _StoredCache:
-    """The same slots with every slot of the ``rows`` (bool ``(B,)``) invalid (nothing is modified)."""
-    return cache.with_slots(cache.lo, cache.hi, cache.positions, cache.valid & ~rows[:, None])
-
-
-def _write_rows(cache: _StoredCache, rows: Tensor, part: KVCache, margin: int) -> _StoredCache:
-    """Replaces rows ``rows`` (indices) by ``part`` (right-aligned) in a copy (older states keep theirs)."""
-    cache = _to_store(cache, max(cache.length, part.length), margin)
-    tail = cache.length - part.length
-    for mine, theirs in zip(cache.store.keys + cache.store.values, part.keys + part.values, strict=True):
-        mine[rows, :, tail : cache.hi] = theirs
-    cache.valid[rows] = False
-    cache.valid[rows, tail:] = part.valid
-    cache.positions[rows, tail:] = part.positions
-    return cache
-
-
-def _trim(cache: _StoredCache) -> _StoredCache:
-    """Drops the leading slots that are invalid in every row (a narrower view, no copy)."""
-    used = cache.valid.any(dim=0)  # (S,)
-    first = int(used.to(torch.int8).argmax()) if bool(used.any()) else cache.length
-    if first == 0:
-        return cache
-    return cache.with_slots(cache.lo + first, cache.hi, cache.positions[:, first:], cache.valid[:, first:])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -883,8 +696,8 @@ class JatPolicy:
             rows_t = torch.as_tensor(rows, device=hidden.device)
             hidden[rows_t] = hidden_roll
             margin = self._margin
-            cache = _to_store(part, part.length, margin) if cache is None else _write_rows(cache, rows_t, part, margin)
-        new_state = JatPolicyState(window, t + 1, starts, tokens, state.last_actions, _trim(cache))
+            cache = to_store(part, part.length, margin) if cache is None else write_rows(cache, rows_t, part, margin)
+        new_state = JatPolicyState(window, t + 1, starts, tokens, state.last_actions, trim(cache))
         return hidden, new_state
 
     @property
@@ -912,7 +725,7 @@ class JatPolicy:
 
     def _step(
         self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
-    ) -> tuple[Tensor, _StoredCache]:
+    ) -> tuple[Tensor, StoredCache]:
         """One forward of the two new tokens ``[a_{t-1}, o_t]`` of every env against the cache.
 
         Starting envs feed ``[pad, o_0]`` (the pad masked); envs that roll over take part with masked dummy
@@ -928,15 +741,15 @@ class JatPolicy:
         mask[torch.as_tensor(roll, device=device), 1] = 0
         past = state.cache
         if past is not None:
-            if not isinstance(past, _StoredCache):  # e.g. a state assembled by hand
-                past = _to_store(past, past.length, self._margin)
+            if not isinstance(past, StoredCache):  # e.g. a state assembled by hand
+                past = to_store(past, past.length, self._margin)
             if bool(reset.any()):
-                past = _invalidate_rows(past, reset)
-            past = _reserve(past, 2, self._margin)  # the two new tokens are written in place
+                past = invalidate_rows(past, reset)
+            past = reserve(past, 2, self._margin)  # the two new tokens are written in place
         inputs = torch.stack((act_embeds, obs_embeds), dim=1)  # (N, 2, H)
         hidden, out = self.model.transformer(inputs, mask, positions, past, use_cache=True)
         if past is None:
-            return hidden[:, 1], _to_store(out, out.length, self._margin)
+            return hidden[:, 1], to_store(out, out.length, self._margin)
         return hidden[:, 1], past.with_slots(past.lo, past.hi + 2, out.positions, out.valid)  # (N, H) at o_t
 
     def _reencode(self, histories: list[tuple[Tensor, ...]]) -> tuple[Tensor, KVCache]:
@@ -971,7 +784,7 @@ class JatPolicy:
         """Writes the model (``config.json`` + ``model.safetensors``), the processor and ``policy.json``.
 
         The files are written as one unit: a load sees the old checkpoint or the new one, and a directory left
-        by a save killed half way is refused with a clear error (see :func:`~jat_policy.modeling.write_checkpoint`).
+        by a save killed half way is refused with a clear error (see :func:`~jat_policy.checkpoint.write_checkpoint`).
 
         Args:
             directory: Target directory (created).
@@ -979,18 +792,12 @@ class JatPolicy:
         Returns:
             The directory.
         """
-        meta = {
-            "format": POLICY_FORMAT,
-            "observation_space": space_to_json(self.observation_space),
-            "action_space": space_to_json(self.action_space),
-            "context_window": self.context_window,
-            "processor": self.processor is not None,
-        }
+        has_processor = self.processor is not None
 
         def write_policy(staging: Path) -> None:
-            if self.processor is not None:
+            if has_processor:
                 self.processor.save_pretrained(staging)
-            (staging / POLICY_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+            write_policy_config(staging, self.observation_space, self.action_space, self.context_window, has_processor)
 
         return write_checkpoint(directory, self.model.checkpoint_weights(), self.model.write_config, write_policy)
 
@@ -1036,7 +843,7 @@ class JatPolicy:
         """
         directory = resolve_model_dir(path_or_hub_id, revision)
         check_checkpoint_files(directory)
-        meta = _read_policy_config(directory)
+        meta = read_policy_config(directory)
         if (observation_space is None or action_space is None) and meta is None:
             raise ValueError(
                 f"{directory} has no {POLICY_CONFIG_NAME} (not saved by JatPolicy.save): pass the env's "
@@ -1049,40 +856,8 @@ class JatPolicy:
             if context_window is None and (observation_space, action_space) == saved:
                 context_window = meta.get("context_window")  # the saved window belongs to the saved spaces
         model = JatModel.from_pretrained(directory, device=resolve_device(device), dtype=dtype)
-        # policy.json says whether the processor files are this save's (stale ones may remain from an older save)
-        has_processor = meta.get("processor", True) if meta is not None else True
-        if processor is None and has_processor and any((directory / name).is_file() for name in _PROCESSOR_FILES):
+        if processor is None and saved_processor(directory, meta):
             from jat_policy.processing import JatProcessor
 
             processor = JatProcessor.from_pretrained(directory)
         return cls(model, observation_space, action_space, processor=processor, context_window=context_window)
-
-
-def _read_policy_config(directory: Path) -> dict[str, Any] | None:
-    """``policy.json`` with its spaces rebuilt (``None`` when there is none); any malformed field is a ValueError."""
-    path = directory / POLICY_CONFIG_NAME
-    if not path.is_file():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the saved policy is corrupt.") from err
-    if not isinstance(meta, dict):
-        raise ValueError(
-            f"{path} holds a JSON {type(meta).__name__}, expected an object; the saved policy is corrupt."
-        )
-    if meta.get("format") != POLICY_FORMAT:
-        raise ValueError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT!r}.")
-    for key in ("observation_space", "action_space"):
-        if not isinstance(meta.get(key), dict):
-            raise ValueError(
-                f"{path} has no valid {key!r} (got {meta.get(key)!r}); pass {key}= to from_pretrained or save again."
-            )
-        try:
-            meta[key] = space_from_json(meta[key])
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ValueError(f"{path}: {key!r} does not describe a space ({type(err).__name__}: {err}).") from err
-    window = meta.get("context_window")
-    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
-        raise ValueError(f"{path}: context_window must be an integer >= 1 or null, got {window!r}.")
-    return meta

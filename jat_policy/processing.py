@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from jat_policy.checkpoint import PROCESSOR_CONFIG_NAME, load_tokenizer, read_processor_config
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
 
@@ -43,7 +45,6 @@ __all__ = [
 MISSION_LENGTH = 64
 """Token slots a BabyAI mission takes in each discrete observation (148 grid ints + 64 = 212)."""
 
-PROCESSOR_CONFIG_NAME = "processor_config.json"
 EOS_TOKEN = "<|endoftext|>"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -154,58 +155,6 @@ def build_default_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerB
         pad_token=EOS_TOKEN,
         model_max_length=model_max_length,
     )
-
-
-def _load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
-    """Load a tokenizer from a local directory, the HF cache or the Hub; fail fast and clearly when offline."""
-    from huggingface_hub import constants
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    local = Path(name_or_path).is_dir()
-    # A checkpoint directory's config.json has model_type "jat", which AutoTokenizer does not know; a saved
-    # fast tokenizer (tokenizer.json) loads directly.
-    auto = PreTrainedTokenizerFast if local and (Path(name_or_path) / "tokenizer.json").is_file() else AutoTokenizer
-    try:  # the cache first: no network call when the files are already here
-        tokenizer = auto.from_pretrained(str(name_or_path), local_files_only=True)
-    except (OSError, ValueError) as cached_error:
-        if local or constants.HF_HUB_OFFLINE:
-            where = "the directory" if local else "the Hugging Face cache (HF_HUB_OFFLINE is set)"
-            raise OSError(
-                f"Could not load a tokenizer from {str(name_or_path)!r}: not found in {where}. Pass a directory "
-                f"written by JatProcessor.save_pretrained, or use JatProcessor() for the offline default "
-                f"tokenizer. ({cached_error})"
-            ) from cached_error
-        try:
-            if not _hub_reachable():  # huggingface_hub would retry for about a minute before giving up
-                raise OSError(f"cannot reach {constants.ENDPOINT}")
-            tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
-        except (OSError, ValueError) as error:
-            raise OSError(
-                f"Could not load the tokenizer {str(name_or_path)!r} from the Hugging Face Hub (no network, or "
-                f"not a tokenizer repository). Use JatProcessor() for the offline default tokenizer. ({error})"
-            ) from error
-    if tokenizer.pad_token is None:  # GPT-2 has none; the reference pads with eos (50256)
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connection to the Hub endpoint, so offline machines fail in seconds (proxies: assume reachable)."""
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -529,7 +478,7 @@ class JatProcessor:
         if tokenizer is None:
             tokenizer = build_default_tokenizer(model_max_length)
         elif isinstance(tokenizer, str | Path):
-            tokenizer = _load_tokenizer(tokenizer)
+            tokenizer = load_tokenizer(tokenizer)
         if tokenizer.pad_token_id is None:
             if tokenizer.eos_token is None:
                 raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first.")
@@ -857,8 +806,8 @@ class JatProcessor:
             pretrained_name_or_path: Directory or Hub repository id.
             **kwargs: Override ``processor_config.json`` settings (``model_max_length``, ``image_size``, ...).
         """
-        tokenizer = _load_tokenizer(pretrained_name_or_path)
-        settings = _read_processor_config(pretrained_name_or_path)
+        tokenizer = load_tokenizer(pretrained_name_or_path)
+        settings = read_processor_config(pretrained_name_or_path)
         if "model_max_length" not in settings and isinstance(tokenizer.model_max_length, int):
             if 0 < tokenizer.model_max_length < 1_000_000:  # HF uses a huge sentinel for "no limit"
                 settings["model_max_length"] = tokenizer.model_max_length
@@ -884,18 +833,3 @@ def _pad_frames(index: int, value: Any) -> np.ndarray:
             raise ValueError(f"image_observations row {index} has shape {array.shape}, expected (L, 4, 84, 84).")
         return array.astype(np.float32, copy=False)
     return _image_episode(index, array)
-
-
-def _read_processor_config(pretrained_name_or_path: str | Path) -> dict[str, Any]:
-    """Settings from ``processor_config.json`` (local directory or HF cache); unknown keys are ignored."""
-    path = Path(pretrained_name_or_path) / PROCESSOR_CONFIG_NAME
-    if not path.is_file():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(str(pretrained_name_or_path), PROCESSOR_CONFIG_NAME, local_files_only=True))
-        except Exception:  # noqa: BLE001 - no config file: defaults apply
-            return {}
-    data = json.loads(path.read_text())
-    known = ("model_max_length", "image_size", "patch_size", "mission_length")
-    return {key: data[key] for key in known if key in data}

@@ -1,0 +1,214 @@
+"""The GPT-Neo backbone of :class:`~jat_policy.modeling.JatModel`: attention, MLP, block and the transformer.
+
+Written here (not ``transformers.GPTNeoModel``) so attention runs through ``scaled_dot_product_attention`` and
+positions / key validity are explicit, which the rolling context of :class:`~jat_policy.policy.JatPolicy` needs.
+Module and parameter names are GPT-Neo's, so checkpoints load either way. Numerics kept on purpose for parity with
+the reference:
+
+* GPT-Neo does **not** scale attention logits by 1/sqrt(d) and computes them in fp32;
+* local layers attend to the last ``window_size`` positions (the query included);
+* masked logits follow GPT-Neo's eager arithmetic (``finfo.min`` replacement plus an additive ``finfo.min`` padding
+  mask), so even padded positions reproduce the reference outputs.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jat_policy.cache import KVCache, KVExtend
+from jat_policy.configuration import JatConfig
+
+__all__ = [
+    "GPTNeoAttention",
+    "GPTNeoBlock",
+    "GPTNeoMLP",
+    "GPTNeoSelfAttentionCore",
+    "JatTransformer",
+    "build_attention_bias",
+]
+
+
+def build_attention_bias(
+    q_pos: Tensor, k_pos: Tensor, k_valid: Tensor, window: int | None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Additive attention bias ``(B, 1, Tq, Tk)`` with GPT-Neo's eager masking arithmetic.
+
+    A key is attended if it is not in the future and (local layers) less than ``window`` positions
+    back. Disallowed logits become ``finfo.min``; future or padding keys get another ``finfo.min``
+    added, as GPT-Neo adds its padding mask on top. Rows whose window holds only padding (padded
+    queries) therefore spread uniformly like the reference's, instead of producing NaNs.
+
+    Args:
+        q_pos: ``(B, Tq)`` query positions.
+        k_pos: ``(B, Tk)`` key positions.
+        k_valid: ``(B, Tk)`` bool, False for padding keys.
+        window: Local attention window in positions, or ``None`` for global layers.
+        dtype: dtype of the attention logits.
+
+    Returns:
+        The bias, to be added to the raw logits ``q @ k^T``.
+    """
+    diff = q_pos[:, :, None] - k_pos[:, None, :]  # (B, Tq, Tk)
+    allowed = diff >= 0
+    if window is not None:
+        allowed &= diff < window
+    blocked = (diff < 0) | ~k_valid[:, None, :]
+    low = torch.finfo(dtype).min
+    bias = torch.where(allowed, 0.0, low).to(dtype) + torch.where(blocked, low, 0.0).to(dtype)
+    return bias[:, None]  # (B, 1, Tq, Tk)
+
+
+class GPTNeoSelfAttentionCore(nn.Module):
+    """Multi-head self-attention with GPT-Neo's projections (no q/k/v bias, no logit scaling)."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.hidden_size // config.num_heads
+        self.dropout = float(config.attention_dropout)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.resid_dropout = nn.Dropout(float(config.resid_dropout))
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
+
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values."""
+        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
+        if past is not None:
+            k, v = past(k, v)  # (B, heads, S + T, hd)
+        # Logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast).
+        out = F.scaled_dot_product_attention(
+            q.float(),
+            k.float(),
+            v.float(),
+            attn_mask=bias,
+            dropout_p=self.dropout if self.training else 0.0,
+            scale=1.0,
+        ).to(v.dtype)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
+        return self.resid_dropout(self.out_proj(out)), k, v
+
+
+class GPTNeoAttention(nn.Module):
+    """Holds the core under ``.attention`` so parameter names match GPT-Neo's."""
+
+    def __init__(self, config: JatConfig, layer_id: int) -> None:
+        super().__init__()
+        self.attention_type = config.attention_layers[layer_id]
+        self.attention = GPTNeoSelfAttentionCore(config)
+
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Applies the module (shapes in the class docstring)."""
+        return self.attention(x, bias, past)
+
+
+class GPTNeoMLP(nn.Module):
+    """Feed-forward block: H -> inner -> H with gelu_new."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        inner = config.intermediate_size or 4 * config.hidden_size
+        self.c_fc = nn.Linear(config.hidden_size, inner)
+        self.c_proj = nn.Linear(inner, config.hidden_size)
+        self.dropout = nn.Dropout(float(config.resid_dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Applies the module (shapes in the class docstring)."""
+        # gelu_new is GELU's tanh approximation.
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+
+
+class GPTNeoBlock(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, config: JatConfig, layer_id: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.attn = GPTNeoAttention(config, layer_id)
+        self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mlp = GPTNeoMLP(config)
+
+    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Applies the module (shapes in the class docstring)."""
+        attn_out, k, v = self.attn(self.ln_1(x), bias, past)
+        x = x + attn_out
+        return x + self.mlp(self.ln_2(x)), k, v
+
+
+class JatTransformer(nn.Module):
+    """GPT-Neo backbone on input embeddings, with explicit positions and a :class:`KVCache`."""
+
+    def __init__(self, config: JatConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.wpe = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(float(config.embed_dropout))
+        self.h = nn.ModuleList(GPTNeoBlock(config, i) for i in range(config.num_layers))
+        self.ln_f = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+
+    def _positions(self, batch: int, length: int, past: KVCache | None, device: torch.device) -> Tensor:
+        start = past.next_positions()[:, None] if past is not None else torch.zeros(batch, 1, device=device)
+        return (start + torch.arange(length, device=device)).long()  # (B, T)
+
+    def forward(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor | None = None,
+        position_ids: Tensor | None = None,
+        cache: KVCache | None = None,
+        use_cache: bool = False,
+    ) -> tuple[Tensor, KVCache | None]:
+        """Runs the blocks.
+
+        Args:
+            inputs_embeds: ``(B, T, H)``.
+            attention_mask: ``(B, T)`` 1 for real tokens, 0 for padding (of the new tokens).
+            position_ids: ``(B, T)``; default: continue after the cache's last valid position (0 without cache).
+            cache: Cache of earlier tokens.
+            use_cache: Return the cache extended with these tokens.
+
+        Returns:
+            Final hidden states ``(B, T, H)`` and the new cache (or ``None``).
+        """
+        batch, length, _ = inputs_embeds.shape
+        device = inputs_embeds.device
+        if position_ids is None:
+            position_ids = self._positions(batch, length, cache, device)
+        max_pos = self.config.max_position_embeddings
+        if int(position_ids.max()) >= max_pos:
+            raise ValueError(
+                f"Position {int(position_ids.max())} exceeds the model's max_position_embeddings={max_pos} "
+                f"({max_pos // 2} RL timesteps): shorten the sequence or the context window."
+            )
+        valid = torch.ones(batch, length, dtype=torch.bool, device=device)
+        if attention_mask is not None:
+            valid = attention_mask.to(device=device, dtype=torch.bool)
+        k_pos, k_valid = position_ids, valid
+        if cache is not None:
+            k_pos = torch.cat((cache.positions, position_ids), dim=1)  # (B, S + T)
+            k_valid = torch.cat((cache.valid, valid), dim=1)
+        biases = {
+            kind: build_attention_bias(
+                position_ids, k_pos, k_valid, self.config.window_size if kind == "local" else None
+            )
+            for kind in set(self.config.attention_layers)
+        }
+        x = self.drop(inputs_embeds + self.wpe(position_ids))
+        keys, values = [], []
+        for i, block in enumerate(self.h):
+            past = partial(cache.extend, i) if cache is not None else None
+            x, k, v = block(x, biases[block.attn.attention_type], past)
+            keys.append(k)
+            values.append(v)
+        return self.ln_f(x), KVCache(keys, values, k_pos, k_valid) if use_cache else None
