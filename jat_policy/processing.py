@@ -38,6 +38,9 @@ __all__ = [
     "PROCESSOR_CONFIG_NAME",
     "JatProcessor",
     "build_default_tokenizer",
+    "previous_rewards",
+    "scale_pixels",
+    "unscale_pixels",
 ]
 
 MISSION_LENGTH = 64
@@ -105,6 +108,33 @@ class _Options(NamedTuple):
     side: str  # "right" | "left"
     max_items: int
     return_tensors: str | None  # None | "np" | "pt"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Observation-to-tensor rules shared by training (here, trainers.sampling) and inference (policy): one owner each,
+# so the two cannot drift apart
+
+
+def scale_pixels(frames: Any) -> Any:
+    """Pixels ``0..255`` (cast to the wanted float dtype, numpy or torch) -> ``[-1, 1]``: ``x * 2 / 255 - 1``."""
+    return frames * (2.0 / 255.0) - 1.0
+
+
+def unscale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The exact inverse of :func:`scale_pixels` on its outputs: ``[-1, 1]`` floats -> ``uint8`` pixels (rounded)."""
+    return np.rint((np.asarray(pixels) + 1.0) * (255.0 / 2.0)).astype(np.uint8)
+
+
+def previous_rewards(rewards: Any) -> np.ndarray:
+    """``[0] + r[:-1]`` per episode: the reward fed with o_t is the one that led to it (0 at t=0).
+
+    Dataset rewards follow the action (``rewards[t]`` comes after ``actions[t]``), while the wrappers feed each
+    observation with the reward that preceded it; training applies this shift so both see the same thing.
+    """
+    raw = np.asarray(rewards, np.float32).reshape(-1)
+    shifted = np.zeros_like(raw)
+    shifted[1:] = raw[:-1]
+    return shifted
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -319,13 +349,6 @@ def _as_text(step: Any) -> str:
     raise TypeError(f"a text observation must be a str or UTF-8 bytes, got {type(step).__name__}.")
 
 
-def _shift_rewards(rewards: np.ndarray) -> np.ndarray:
-    """``[0] + r[:-1]``: the reward fed with o_t is the one that led to it (0 at t=0)."""
-    shifted = np.zeros_like(rewards)
-    shifted[1:] = rewards[:-1]
-    return shifted
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Chunking, padding, assembling rows
 
@@ -367,7 +390,7 @@ def _gather(
     """Copy each segment into its row and pad it; one (B, L, ...) array when all rows have the same length.
 
     ``fill="first"`` pads with a copy of the row's first step (the reference's choice); a number pads with it.
-    uint8 frames are scaled to [-1, 1] in the float32 output (x / 127.5 - 1).
+    uint8 frames are scaled to [-1, 1] in the float32 output (:func:`scale_pixels`).
     """
     feature = episodes[0].shape[1:]
     for index, episode in enumerate(episodes):
@@ -387,8 +410,7 @@ def _gather(
         source = episodes[seg.episode][seg.start : seg.stop]
         row[:size] = source  # uint8 -> float32 directly, no int64 copy
         if source.dtype == np.uint8 and dtype == np.float32:
-            row[:size] *= 2.0 / 255.0
-            row[:size] -= 1.0
+            row[:size] = scale_pixels(row[:size])
         if size < len(row):
             row[size:] = (row[0] if size else 0) if fill == "first" else fill
     return out if out is not None else rows
@@ -734,7 +756,7 @@ class JatProcessor:
         if 0 in lengths:
             raise ValueError(f"episode {lengths.index(0)} has no steps; drop empty episodes before processing.")
         if shift_rewards and "rewards" in episodes:
-            episodes["rewards"] = [_shift_rewards(r) for r in episodes["rewards"]]
+            episodes["rewards"] = [previous_rewards(r) for r in episodes["rewards"]]
         segments = _segments(lengths, options.truncation, options.side, options.max_items)
         row_lengths = _row_lengths(segments, options.padding, options.max_items)
         given_mask = episodes.pop("attention_mask", None)
