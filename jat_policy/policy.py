@@ -280,6 +280,11 @@ def context_start(t: int, context_window: int) -> int:
     return 0 if t < context_window else (t // half - 1) * half
 
 
+def _context_starts(steps: np.ndarray, context_window: int) -> np.ndarray:
+    """:func:`context_start` of each env's ``(N,)`` timesteps."""
+    return np.array([context_start(int(t), context_window) for t in steps], dtype=np.int64)
+
+
 # --------------------------------------------------------------------------------------------------
 # KV-cache row operations (rows = envs)
 # --------------------------------------------------------------------------------------------------
@@ -671,12 +676,13 @@ class JatPolicy:
     # ------------------------------------------------------------------ rolling context
     def _advance(self, state: JatPolicyState, obs_embeds: Tensor) -> tuple[Tensor, JatPolicyState]:
         """Feeds ``o_t`` (and ``a_{t-1}``) of every env; returns the hidden states at ``o_t`` ``(N, H)``."""
-        window, half = self.context_window, self.context_window // 2
-        t = state.steps
+        window, t = self.context_window, state.steps
+        first = _context_starts(t, window)  # (N,) s(t)
         start = t == 0
-        roll = (t >= window) & (t % half == 0)  # the window rolls over: re-encode s(t)..t from position 0
+        roll = (t > 0) & (first > _context_starts(t - 1, window))  # s(t) moved on: re-encode s(t)..t from position 0
+        starts = np.where(start, 0, np.where(roll, first, state.context_starts))
         act_embeds = self._embed_actions(state.last_actions, obs_embeds)  # (N, H)
-        tokens, starts = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
+        tokens = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
         hidden = torch.empty_like(obs_embeds)  # (N, H)
         cache = None
         if not roll.all():
@@ -698,21 +704,19 @@ class JatPolicy:
 
     def _extend_histories(
         self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
-    ) -> tuple[tuple[tuple[Tensor, ...], ...], np.ndarray]:
-        """New per-env token histories ``[o_s, a_s, ..., o_t]`` and context starts ``s(t)``."""
+    ) -> tuple[tuple[Tensor, ...], ...]:
+        """New per-env token histories ``[o_s, a_s, ..., o_t]``."""
         keep = self.context_window - 1  # after a roll: the newest W/2 steps = W tokens, a_{t-1} included
-        tokens, starts = [], state.context_starts.copy()
+        tokens = []
         for i, old in enumerate(state.tokens):
             o, a = obs_embeds[i], act_embeds[i]
             if start[i]:
                 tokens.append((o,))
-                starts[i] = 0
             elif roll[i]:
                 tokens.append((*old[-keep:], a, o))
-                starts[i] = state.steps[i] - self.context_window // 2
             else:
                 tokens.append((*old, a, o))
-        return tuple(tokens), starts
+        return tuple(tokens)
 
     def _step(
         self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
