@@ -775,8 +775,6 @@ class JatPolicy:
         # policy.json says whether the processor files are this save's (stale ones may remain from an older save)
         has_processor = meta.get("processor", True) if meta is not None else True
         if processor is None and has_processor and any((directory / name).is_file() for name in _PROCESSOR_FILES):
-            from jat_policy.processing import JatProcessor
-
             processor = JatProcessor.from_pretrained(directory)
         return cls(model, observation_space, action_space, processor=processor, context_window=context_window)
 
