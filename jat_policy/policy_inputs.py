@@ -74,7 +74,7 @@ def _array_batch(key: str, value: Any, space: spaces.Space) -> tuple[bool, int]:
     )
 
 
-def valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
+def _valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(array, ok)``: ``value`` as an array and where it is finite with ``|x| <= MAX_INPUT_MAGNITUDE``."""
     array = np.asarray(value)
     if array.dtype.kind not in "biuf":
@@ -88,8 +88,8 @@ def valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
     return array, (array >= -MAX_INPUT_MAGNITUDE) & (array <= MAX_INPUT_MAGNITUDE)
 
 
-def invalid_value_message(key: str, array: np.ndarray, ok: np.ndarray, vectorized: bool) -> str:
-    """Names the key, the envs (rows) and the first offending value of an entry that failed :func:`valid_entries`."""
+def _invalid_value_message(key: str, array: np.ndarray, ok: np.ndarray, vectorized: bool) -> str:
+    """Names the key, the envs (rows) and the first offending value of an entry that failed :func:`_valid_entries`."""
     n_envs = len(array) if vectorized else 1
     flat, flat_ok = array.reshape(n_envs, -1), ok.reshape(n_envs, -1)  # (N, entries)
     bad_envs = np.flatnonzero(~flat_ok.all(axis=1))
@@ -150,11 +150,11 @@ def check_values(observation: dict[str, Any], keys: list[str], vectorized: bool,
     later step of its episode, and would make sampling raise inside torch.
     """
     for key in keys:
-        array, ok = valid_entries(key, observation[key])
+        array, ok = _valid_entries(key, observation[key])
         if ok.all():
             continue
         if mode == "raise":
-            raise ValueError(invalid_value_message(key, array, ok, vectorized))
+            raise ValueError(_invalid_value_message(key, array, ok, vectorized))
         warnings.warn(
             f"observation[{key!r}] holds NaN, inf or |x| > {MAX_INPUT_MAGNITUDE:g}: replaced by 0 "
             "(invalid_values='zero').",
