@@ -19,7 +19,7 @@ forward over ``W + 1`` tokens every ``W / 2`` steps). Positions are never reused
 bounded by ``2 W`` tokens, however long the episode. The reference's ``get_next_action`` instead ran four tokens
 per step for one env and let cached positions collapse once its cache was full.
 
-Inputs are validated in one place before anything reaches the model (``JatPolicy._check_values``): a NaN, inf or
+Inputs are validated in one place before anything reaches the model (:mod:`jat_policy.policy_inputs`): a NaN, inf or
 value beyond ``MAX_INPUT_MAGNITUDE`` would otherwise stay in the env's KV cache and turn every later action of the
 episode into NaN. States carry their policy's fingerprint, so a state is never read by a policy it does not fit.
 """
@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +54,25 @@ from jat_policy.checkpoint import (
     write_policy_config,
 )
 from jat_policy.modeling import JatModel
+from jat_policy.policy_inputs import (
+    INVALID_VALUE_MODES,
+    MAX_INPUT_MAGNITUDE,
+    batch_info,
+    check_action_space,
+    check_observation_space,
+    check_values,
+    decode_missions,
+    episode_starts,
+)
+from jat_policy.policy_state import JatPolicyState, context_start, context_starts
+from jat_policy.processing import JatProcessor, scale_pixels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "space_from_json", "space_to_json"]
+__all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "context_start", "space_from_json", "space_to_json"]
 
 ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
 DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
-OBSERVATION_KEYS = ("continuous_observation", "discrete_observation", "image_observation")
-IMAGE_SHAPE = (84, 84, 4)
-# Inputs beyond this magnitude are rejected like NaN/inf. Measured: a float32 JatModel's first LayerNorm squares its
-# inputs, so continuous observations overflow to NaN from ~6e19 (tiny configs, the trained test checkpoints) to ~1e21
-# (jat-small at init); 1e15 leaves four orders of magnitude for encoder weights larger than those measured.
-MAX_INPUT_MAGNITUDE = 1e15
-INVALID_VALUE_MODES = ("raise", "zero")
 # Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata
 # (name_or_path, transformers_version, loss coefficients) that differs between a saved and a reloaded policy.
 _FINGERPRINT_CONFIG_KEYS = (
@@ -106,211 +111,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
         return torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({err}).") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# State
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JatPolicyState:
-    """Per-env rolling context of a :class:`JatPolicy`, passed to and returned by ``predict``.
-
-    ``predict`` never modifies the state it is given: it returns a new one (tensors that did not change
-    are shared). Keeping an old state and predicting from it again is therefore safe (e.g. to branch).
-
-    Attributes:
-        context_window: ``W``, the window (in timesteps) the state was built for.
-        steps: ``(N,)`` int64, number of observations of the current episode already processed per env
-            (the next observation is timestep ``steps[i]``; 0 means a fresh episode).
-        context_starts: ``(N,)`` int64, ``s(t)``: the first timestep of each env's current context.
-        tokens: Per env, the input embeddings ``(H,)`` of the context's tokens in position order
-            ``[o_s, a_s, ..., o_t]`` (at most ``2 W - 1``), kept to re-encode the newest half when the window
-            rolls over.
-        last_actions: ``(N,)`` int64 action indices or ``(N, k)`` clipped continuous actions returned by the
-            last call (fed back as ``a_{t-1}``); ``None`` before the first call.
-        cache: The :class:`~jat_policy.cache.KVCache` of every env's context (rows left-padded with
-            invalid slots); ``None`` before the first call.
-        policy_fingerprint: :attr:`JatPolicy.fingerprint` of the policy that built the state (model architecture,
-            weight dtype, spaces, context window); ``predict`` rejects a state of another policy. ``None`` for a
-            state assembled by hand, which any policy accepts.
-    """
-
-    context_window: int
-    steps: np.ndarray
-    context_starts: np.ndarray
-    tokens: tuple[tuple[Tensor, ...], ...]
-    last_actions: Tensor | None = None
-    cache: KVCache | None = field(default=None, repr=False)
-    policy_fingerprint: str | None = None
-
-    @classmethod
-    def initial(cls, n_envs: int, context_window: int, policy_fingerprint: str | None = None) -> JatPolicyState:
-        """An empty state for ``n_envs`` envs, all at the start of an episode."""
-        zeros = np.zeros(n_envs, dtype=np.int64)
-        tokens = tuple(() for _ in range(n_envs))
-        return cls(context_window, zeros, zeros.copy(), tokens, policy_fingerprint=policy_fingerprint)
-
-    @property
-    def n_envs(self) -> int:
-        """Number of envs ``N``."""
-        return len(self.steps)
-
-    @property
-    def context_lengths(self) -> np.ndarray:
-        """``(N,)`` number of timesteps in each env's context after the last step (``t - s(t) + 1``)."""
-        return self.steps - self.context_starts
-
-    def __repr__(self) -> str:
-        cache = None if self.cache is None else f"{self.cache.length} slots"
-        return (
-            f"JatPolicyState(n_envs={self.n_envs}, context_window={self.context_window}, steps={self.steps.tolist()}, "
-            f"context_lengths={self.context_lengths.tolist()}, cache={cache})"
-        )
-
-
-def context_start(t: int, context_window: int) -> int:
-    """``s(t)``: first timestep the model sees at step ``t`` of an episode.
-
-    Args:
-        t: Timestep index in the episode (0-based).
-        context_window: ``W`` in timesteps (even).
-
-    Returns:
-        ``0`` while ``t < W``, then ``(t // (W/2) - 1) * (W/2)``: the window holds between ``W/2 + 1`` and
-        ``W`` timesteps.
-
-    Example:
-        >>> [context_start(t, 4) for t in range(9)]
-        [0, 0, 0, 0, 2, 2, 4, 4, 6]
-    """
-    half = context_window // 2
-    return 0 if t < context_window else (t // half - 1) * half
-
-
-# --------------------------------------------------------------------------------------------------
-# Observations
-# --------------------------------------------------------------------------------------------------
-
-
-def _is_text(space: spaces.Space) -> bool:
-    return isinstance(space, spaces.Text)
-
-
-def _decode_text(value: Any) -> list[str]:
-    """Missions as strings, from ``str``/lists of ``str`` or UTF-8 byte arrays (``make_env(text_as_bytes=True)``)."""
-    try:
-        from jat_policy.wrappers import decode_text
-    except ImportError:  # pragma: no cover - the wrappers ship with the package
-        decode_text = None
-    if decode_text is not None:
-        out = decode_text(value)
-        return [out] if isinstance(out, str) else list(out)
-    array = np.asarray(value)
-    if array.dtype.kind in "US":
-        return [str(x) for x in array.reshape(-1)]
-    rows = array.reshape(-1, array.shape[-1]).astype(np.uint8)
-    return [row.tobytes().split(b"\0", 1)[0].decode("utf-8", errors="replace") for row in rows]
-
-
-def _text_batch(key: str, value: Any) -> tuple[bool, int]:
-    """(vectorized, n) of a ``Text`` entry: a ``str`` is one observation, a list/array of strings a batch."""
-    if isinstance(value, str):
-        return False, 1
-    array = np.asarray(value)
-    if array.ndim == 1 and array.size == 0:
-        return True, 0  # an empty batch: np.asarray([]) is float64
-    if array.dtype.kind not in "US" or array.ndim != 1:
-        raise ValueError(
-            f"observation[{key!r}] must be a str (one env) or a list/array of str (one per env), got "
-            f"{type(value).__name__} with shape {array.shape} and dtype {array.dtype}."
-        )
-    return True, len(array)
-
-
-def _array_batch(key: str, value: Any, space: spaces.Space) -> tuple[bool, int]:
-    """(vectorized, n) of an array entry, by comparing its shape with the space's (like SB3)."""
-    shape = np.shape(value)
-    if shape == space.shape:
-        return False, 1
-    if len(shape) == len(space.shape) + 1 and shape[1:] == space.shape:
-        return True, shape[0]
-    hint = ""
-    if key == "image_observation" and shape[-3:] == (4, 84, 84):
-        hint = " Frames must be channel-last (84, 84, 4) as the wrappers return them, not channel-first."
-    raise ValueError(
-        f"observation[{key!r}] has shape {shape}, but the observation space expects {space.shape} for one env or "
-        f"(n_envs, {', '.join(map(str, space.shape))}) for a batch.{hint}"
-    )
-
-
-def _valid_entries(key: str, value: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(array, ok)``: ``value`` as an array and where it is finite with ``|x| <= MAX_INPUT_MAGNITUDE``."""
-    array = np.asarray(value)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"observation[{key!r}] must hold real numbers, got dtype {array.dtype} (e.g. None entries or strings); "
-            "pass the step dict the wrapped env returns."
-        )
-    if array.dtype.kind in "bu" and array.dtype.itemsize <= 4:
-        return array, np.True_  # uint8 frames and the like cannot be invalid: no pass over them
-    # Two comparisons rather than abs(): False for NaN and +-inf, and no overflow at int64's minimum.
-    return array, (array >= -MAX_INPUT_MAGNITUDE) & (array <= MAX_INPUT_MAGNITUDE)
-
-
-def _invalid_value_message(key: str, array: np.ndarray, ok: np.ndarray, vectorized: bool) -> str:
-    """Names the key, the envs (rows) and the first offending value of an entry that failed :func:`_valid_entries`."""
-    n_envs = len(array) if vectorized else 1
-    flat, flat_ok = array.reshape(n_envs, -1), ok.reshape(n_envs, -1)  # (N, entries)
-    bad_envs = np.flatnonzero(~flat_ok.all(axis=1))
-    env = int(bad_envs[0])
-    index = int(np.flatnonzero(~flat_ok[env])[0])
-    where = f"env {env} (row {env} of the batch)" if vectorized else "the observation (env 0)"
-    is_reward = key == "continuous_observation" and index == flat.shape[1] - 1
-    reward = " (its last entry, the previous reward)" if is_reward else ""
-    value = flat[env, index].item()  # a Python number: "nan", not "np.float32(nan)"
-    return (
-        f"observation[{key!r}] of {where} holds {value!r} at index {index}{reward}; envs with invalid values: "
-        f"{bad_envs.tolist()}. JatPolicy takes finite numbers with |x| <= {MAX_INPUT_MAGNITUDE:g}: NaN/inf would "
-        "poison the env's context for the rest of its episode, and larger values overflow the model. Nothing was "
-        "fed to the model, so the state you passed is unchanged and still usable. Check the env or its wrappers (a "
-        "diverged simulator, a division by zero), or build the policy with invalid_values='zero' to replace such "
-        "values by 0."
-    )
-
-
-def _batch_info(observation: dict[str, Any], space: spaces.Dict) -> tuple[bool, int]:
-    """Whether ``observation`` is a batch (one row per env), and its number of envs."""
-    missing = [key for key in space.spaces if key not in observation]
-    if missing:
-        raise ValueError(
-            f"The observation lacks {missing} (it has {sorted(observation)}); the policy was built for the "
-            f"observation space {space}. Was it made for another env?"
-        )
-    found = {}
-    for key, sub in space.spaces.items():
-        found[key] = _text_batch(key, observation[key]) if _is_text(sub) else _array_batch(key, observation[key], sub)
-    if len(set(found.values())) > 1:
-        raise ValueError(
-            "There seems to be a mix of vectorized and non-vectorized observations (or batches of different "
-            f"sizes): (vectorized, n_envs) per key = {found}."
-        )
-    return next(iter(found.values()))
-
-
-def _episode_starts(episode_start: Any, n_envs: int) -> np.ndarray | None:
-    """``episode_start`` as ``(N,)`` bools (``None`` stays ``None``), checked against the number of envs."""
-    if episode_start is None:
-        return None
-    try:
-        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-    except (TypeError, ValueError) as err:  # ragged lists, objects numpy cannot read as bools
-        message = f"episode_start must be {n_envs} bools (one per env), got {episode_start!r} ({err})."
-        raise ValueError(message) from err
-    if starts.shape != (n_envs,):
-        raise ValueError(f"episode_start has {starts.size} entries for {n_envs} envs; pass one bool per env.")
-    return starts
 
 
 def _describe_space(space: spaces.Space) -> Any:
@@ -388,8 +188,9 @@ class JatPolicy:
             else None
         )
         self.processor = processor if processor is not None else self._default_processor()
-        self.observation_key = self._check_observation_space(observation_space)
-        self._check_action_space(action_space)
+        mission_slots = self.processor.mission_length if self.text_key is not None else 0
+        self.observation_key = check_observation_space(observation_space, model.config, mission_slots)
+        check_action_space(action_space, model.config)
         self.context_window = self._resolve_context_window(context_window)
         self.invalid_values = invalid_values
         self.fingerprint = self._fingerprint()
@@ -424,66 +225,9 @@ class JatPolicy:
         return param.device, param.dtype
 
     # ------------------------------------------------------------------ validation
-    def _check_observation_space(self, space: spaces.Space) -> str:
-        if not isinstance(space, spaces.Dict):
-            raise ValueError(
-                f"JatPolicy reads the JAT step dict, but the observation space is {space}. Wrap the env first: "
-                "`env = jat_policy.wrap_env(env)` (or build it with jat_policy.make_env) and pass its spaces."
-            )
-        keys = [key for key in OBSERVATION_KEYS if key in space.spaces]
-        if len(keys) != 1:
-            raise ValueError(
-                f"The observation space must hold exactly one of {OBSERVATION_KEYS} (JAT encodes one observation "
-                f"modality per token); got keys {list(space.spaces)}."
-            )
-        key, sub, config = keys[0], space.spaces[keys[0]], self.model.config
-        size = int(np.prod(sub.shape)) if sub.shape is not None else 0
-        if key == "continuous_observation" and (len(sub.shape) != 1 or size > config.max_continuous_size):
-            raise ValueError(
-                f"continuous_observation {sub} must be 1-D with at most {config.max_continuous_size} values (obs and "
-                "reward): the checkpoint's continuous encoder is that wide."
-            )
-        if key == "discrete_observation":
-            slots = size + (self.processor.mission_length if self.text_key is not None else 0)
-            if slots > config.max_discrete_value:  # fewer slots are zero-padded by the model (pad_discrete_slots)
-                raise ValueError(
-                    f"discrete_observation {sub} (+ 64 mission tokens when there is a text_observation) gives {slots} "
-                    f"slots, but the checkpoint's multi-discrete encoder takes at most {config.max_discrete_value} "
-                    "(BabyAI: 148 + 64)."
-                )
-        if key == "image_observation" and tuple(sub.shape) != IMAGE_SHAPE:
-            raise ValueError(
-                f"image_observation must be {IMAGE_SHAPE} uint8 stacked frames (channel-last), got {sub}; build the "
-                "env with jat_policy.make_env / wrap_env."
-            )
-        return key
-
-    def _check_action_space(self, space: spaces.Space) -> None:
-        config = self.model.config
-        if isinstance(space, spaces.Discrete):
-            if space.n > config.vocab_size:
-                raise ValueError(
-                    f"Action space {space} has more actions than the checkpoint's vocabulary ({config.vocab_size}): "
-                    "discrete actions are token ids, so this checkpoint cannot represent it."
-                )
-            return
-        if isinstance(space, spaces.Box):
-            if len(space.shape) != 1 or space.shape[0] > config.max_continuous_size:
-                raise ValueError(
-                    f"Action space {space} must be a 1-D Box of at most {config.max_continuous_size} values (the "
-                    "checkpoint's continuous encoder width); flatten it with a gymnasium ActionWrapper first."
-                )
-            return
-        raise ValueError(
-            f"Unsupported action space {space}: JAT acts in Discrete(n) or 1-D Box(k,) spaces (MultiDiscrete, "
-            "Dict, ... cannot be represented by the checkpoint)."
-        )
-
     def _default_processor(self) -> Any:
         if self.text_key is None:
             return None
-        from jat_policy.processing import JatProcessor
-
         warnings.warn(
             "No processor given: missions are tokenised with the default offline tokenizer. Pass the checkpoint's "
             "processor (JatPolicy.from_pretrained loads it) if the model was trained with another one.",
@@ -572,8 +316,9 @@ class JatPolicy:
                 f"JatPolicy.predict expects the JAT step dict (keys {list(self.observation_space.spaces)}), got "
                 f"{type(observation).__name__}. Wrap the env with jat_policy.wrap_env (or use jat_policy.make_env)."
             )
-        vectorized, n_envs = _batch_info(observation, self.observation_space)
-        observation = self._check_values(observation, vectorized)
+        vectorized, n_envs = batch_info(observation, self.observation_space)
+        keys = [self.observation_key] + (["reward"] if "reward" in self.observation_space.spaces else [])
+        observation = check_values(observation, keys, vectorized, self.invalid_values)
         state = self._start_state(state, n_envs, episode_start)
         if n_envs == 0:
             return self._no_actions(), state
@@ -584,27 +329,6 @@ class JatPolicy:
         state = replace(state, last_actions=indices, policy_fingerprint=self.fingerprint)
         return (actions if vectorized else actions.squeeze(axis=0)), state  # SB3 drops the env axis
 
-    def _check_values(self, observation: dict[str, Any], vectorized: bool) -> dict[str, Any]:
-        """The observation, checked (or with invalid entries zeroed) per :attr:`invalid_values`.
-
-        The one place inputs are validated: NaN/inf fed once would stay in the env's KV cache and poison every
-        later step of its episode, and would make sampling raise inside torch.
-        """
-        keys = [self.observation_key] + (["reward"] if "reward" in self.observation_space.spaces else [])
-        for key in keys:
-            array, ok = _valid_entries(key, observation[key])
-            if ok.all():
-                continue
-            if self.invalid_values == "raise":
-                raise ValueError(_invalid_value_message(key, array, ok, vectorized))
-            warnings.warn(
-                f"observation[{key!r}] holds NaN, inf or |x| > {MAX_INPUT_MAGNITUDE:g}: replaced by 0 "
-                "(invalid_values='zero').",
-                stacklevel=3,
-            )
-            observation = {**observation, key: np.where(ok, array, 0).astype(array.dtype)}
-        return observation
-
     def _no_actions(self) -> np.ndarray:
         """The actions of a batch of 0 envs: ``(0,)`` int64 or ``(0, k)`` in the Box's dtype."""
         if isinstance(self.action_space, spaces.Discrete):
@@ -612,7 +336,7 @@ class JatPolicy:
         return np.zeros((0, *self.action_space.shape), dtype=self.action_space.dtype)
 
     def _start_state(self, state: JatPolicyState | None, n_envs: int, episode_start: Any) -> JatPolicyState:
-        starts = _episode_starts(episode_start, n_envs)
+        starts = episode_starts(episode_start, n_envs)
         if state is None:
             return JatPolicyState.initial(n_envs, self.context_window, self.fingerprint)
         self._check_state(state, n_envs)
@@ -660,11 +384,11 @@ class JatPolicy:
             rewards = torch.as_tensor(batch("reward"), dtype=dtype, device=device).reshape(-1, 1)
         if self.observation_key == "image_observation":
             frames = torch.as_tensor(batch("image_observation"), device=device)  # (N, 84, 84, 4) uint8
-            x = frames.permute(0, 3, 1, 2).to(dtype) * (2.0 / 255.0) - 1.0  # (N, 4, 84, 84) in [-1, 1]
+            x = scale_pixels(frames.permute(0, 3, 1, 2).to(dtype))  # (N, 4, 84, 84) in [-1, 1], as in training
             return model.embed_observations(rewards, image_observations=x[:, None])[:, 0]
         grid = batch("discrete_observation").astype(np.int64).reshape(len(rewards), -1)  # (N, m)
         if self.text_key is not None:
-            missions = _decode_text(observation[self.text_key])  # N strings, single or batched alike
+            missions = decode_missions(observation[self.text_key])  # N strings, single or batched alike
             grid = np.concatenate([grid, self.processor.tokenize_missions(missions)], axis=1)  # (N, m + 64)
         x = torch.as_tensor(grid, device=device)[:, None]  # (N, 1, m [+ 64]); the model pads to 212
         return model.embed_observations(rewards, discrete_observations=x)[:, 0]
@@ -680,12 +404,13 @@ class JatPolicy:
     # ------------------------------------------------------------------ rolling context
     def _advance(self, state: JatPolicyState, obs_embeds: Tensor) -> tuple[Tensor, JatPolicyState]:
         """Feeds ``o_t`` (and ``a_{t-1}``) of every env; returns the hidden states at ``o_t`` ``(N, H)``."""
-        window, half = self.context_window, self.context_window // 2
-        t = state.steps
+        window, t = self.context_window, state.steps
+        first = context_starts(t, window)  # (N,) s(t)
         start = t == 0
-        roll = (t >= window) & (t % half == 0)  # the window rolls over: re-encode s(t)..t from position 0
+        roll = (t > 0) & (first > context_starts(t - 1, window))  # s(t) moved on: re-encode s(t)..t from position 0
+        starts = np.where(start, 0, np.where(roll, first, state.context_starts))
         act_embeds = self._embed_actions(state.last_actions, obs_embeds)  # (N, H)
-        tokens, starts = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
+        tokens = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
         hidden = torch.empty_like(obs_embeds)  # (N, H)
         cache = None
         if not roll.all():
@@ -707,21 +432,19 @@ class JatPolicy:
 
     def _extend_histories(
         self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
-    ) -> tuple[tuple[tuple[Tensor, ...], ...], np.ndarray]:
-        """New per-env token histories ``[o_s, a_s, ..., o_t]`` and context starts ``s(t)``."""
+    ) -> tuple[tuple[Tensor, ...], ...]:
+        """New per-env token histories ``[o_s, a_s, ..., o_t]``."""
         keep = self.context_window - 1  # after a roll: the newest W/2 steps = W tokens, a_{t-1} included
-        tokens, starts = [], state.context_starts.copy()
+        tokens = []
         for i, old in enumerate(state.tokens):
             o, a = obs_embeds[i], act_embeds[i]
             if start[i]:
                 tokens.append((o,))
-                starts[i] = 0
             elif roll[i]:
                 tokens.append((*old[-keep:], a, o))
-                starts[i] = state.steps[i] - self.context_window // 2
             else:
                 tokens.append((*old, a, o))
-        return tuple(tokens), starts
+        return tuple(tokens)
 
     def _step(
         self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
@@ -857,7 +580,5 @@ class JatPolicy:
                 context_window = meta.get("context_window")  # the saved window belongs to the saved spaces
         model = JatModel.from_pretrained(directory, device=resolve_device(device), dtype=dtype)
         if processor is None and saved_processor(directory, meta):
-            from jat_policy.processing import JatProcessor
-
             processor = JatProcessor.from_pretrained(directory)
         return cls(model, observation_space, action_space, processor=processor, context_window=context_window)

@@ -12,12 +12,16 @@
 The tokenizer is saved with the checkpoint. By default it is a small byte-level BPE built offline
 (:func:`build_default_tokenizer`), so nothing needs the Hugging Face Hub; GPT-2's tokenizer (what the released
 ``jat-project/jat`` uses) is loaded with ``JatProcessor(tokenizer="gpt2")`` or ``JatProcessor.from_pretrained``.
+
+This module owns the rules training and inference share (:func:`scale_pixels` / :func:`unscale_pixels`,
+:func:`previous_rewards`) and the pipeline from per-episode arrays to rows: ``_segments`` (chunking) ->
+``_row_lengths`` -> ``_gather`` (padding) -> ``_attention_mask`` -> ``_finish`` (tensors). Reading and checking the
+raw inputs is in :mod:`jat_policy.processing_inputs`, the default tokenizer in :mod:`jat_policy.tokenization`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,11 +29,23 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from jat_policy.checkpoint import PROCESSOR_CONFIG_NAME, load_tokenizer, read_processor_config
+from jat_policy.processing_inputs import (
+    CLIP_MEAN,
+    CLIP_STD,
+    STEP_KEYS,
+    check_lengths,
+    clip_pixels,
+    episode_list,
+    image_episode,
+    merge_missions,
+    row_frames,
+    step_episode,
+    to_numpy,
+)
+from jat_policy.tokenization import BABYAI_VOCABULARY, EOS_TOKEN, build_default_tokenizer, tokenize_missions
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerBase
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "BABYAI_VOCABULARY",
@@ -40,40 +56,15 @@ __all__ = [
     "PROCESSOR_CONFIG_NAME",
     "JatProcessor",
     "build_default_tokenizer",
+    "previous_rewards",
+    "scale_pixels",
+    "unscale_pixels",
 ]
 
 MISSION_LENGTH = 64
 """Token slots a BabyAI mission takes in each discrete observation (148 grid ints + 64 = 212)."""
 
-EOS_TOKEN = "<|endoftext|>"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-BABYAI_VOCABULARY: tuple[str, ...] = (
-    # verbs and connectives of minigrid's BabyAI verifier (GoTo/Open/Pickup/PutNext, and/then/after)
-    *("go", "to", "open", "pick", "up", "put", "next", "then", "after", "you", "and", "the", "a"),
-    *("object", "box", "ball", "key", "door"),
-    *("red", "green", "blue", "purple", "yellow", "grey"),
-    *("in", "front", "of", "behind", "on", "your", "left", "right"),
-    # other minigrid missions, so they stay short too
-    *("get", "goal", "square", "avoid", "lava", "find", "opening", "use", "reach", "matching", "at", "end"),
-    *("hallway", "traverse", "rooms", "near", "fetch", "must"),
-)
-"""Words that are one token each in the default tokenizer, alone or after a space."""
-
-_DEFAULT_VOCAB_CAP = 512
-
-# per-step keys: dtype and ndim of one episode array (images are handled apart)
-_STEP_KEYS: dict[str, tuple[type, int]] = {
-    "continuous_observations": (np.float32, 2),
-    "discrete_observations": (np.int64, 2),
-    "continuous_actions": (np.float32, 2),
-    "discrete_actions": (np.int64, 1),
-    "rewards": (np.float32, 1),
-    "attention_mask": (np.int64, 1),
-    "loss_weight": (np.float32, 1),
-    "input_ids": (np.int64, 1),
-}
 _PADDING = {
     False: None,
     None: None,
@@ -109,170 +100,34 @@ class _Options(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Tokenizers
+# Observation-to-tensor rules shared by training (here, trainers.sampling) and inference (policy): one owner each,
+# so the two cannot drift apart
 
 
-def build_default_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerBase:
-    """Build the offline default tokenizer: a small byte-level BPE, the same on every machine.
+def scale_pixels(frames: Any) -> Any:
+    """Pixels ``0..255`` (cast to the wanted float dtype, numpy or torch) -> ``[-1, 1]``: ``x * 2 / 255 - 1``."""
+    return frames * (2.0 / 255.0) - 1.0
 
-    It is trained with the ``tokenizers`` library on :data:`BABYAI_VOCABULARY`, so every BabyAI word is a single
-    token (with or without a leading space), while any other text still round-trips through its UTF-8 bytes, like
-    GPT-2's tokenizer. ``<|endoftext|>`` is the eos, bos, unk and pad token (the last id). Training takes a few
-    milliseconds and needs no download; the result is deterministic, and it is saved with every checkpoint anyway.
 
-    Args:
-        model_max_length: Stored as the tokenizer's ``model_max_length`` (tokens).
+def unscale_pixels(pixels: np.ndarray) -> np.ndarray:
+    """The exact inverse of :func:`scale_pixels` on its outputs: ``[-1, 1]`` floats -> ``uint8`` pixels (rounded)."""
+    return np.rint((np.asarray(pixels) + 1.0) * (255.0 / 2.0)).astype(np.uint8)
 
-    Returns:
-        A ``transformers`` fast tokenizer (vocabulary of 256 bytes + merges + ``<|endoftext|>``, < 512 ids).
 
-    Example:
-        >>> tok = build_default_tokenizer()
-        >>> len(tok("go to the red ball", add_special_tokens=False)["input_ids"])
-        5
+def previous_rewards(rewards: Any) -> np.ndarray:
+    """``[0] + r[:-1]`` per episode: the reward fed with o_t is the one that led to it (0 at t=0).
+
+    Dataset rewards follow the action (``rewards[t]`` comes after ``actions[t]``), while the wrappers feed each
+    observation with the reward that preceded it; training applies this shift so both see the same thing.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [form for word in BABYAI_VOCABULARY for form in (word, " " + word)] + [","]
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=_DEFAULT_VOCAB_CAP - 1,
-        min_frequency=1,
-        show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=[],
-    )
-    backend.train_from_iterator(corpus, trainer)
-    backend.add_special_tokens([EOS_TOKEN])  # last id, like GPT-2's 50256
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=EOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        unk_token=EOS_TOKEN,
-        pad_token=EOS_TOKEN,
-        model_max_length=model_max_length,
-    )
+    raw = np.asarray(rewards, np.float32).reshape(-1)
+    shifted = np.zeros_like(raw)
+    shifted[1:] = raw[:-1]
+    return shifted
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Input normalisation: one numpy array per episode
-
-
-def _to_numpy(value: Any, dtype: Any = None) -> np.ndarray:
-    if hasattr(value, "detach"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=dtype)
-
-
-def _episode_list(name: str, batch: Any) -> list[Any]:
-    """A batch of episodes as a list (one item per episode)."""
-    if isinstance(batch, str | bytes | Mapping):
-        raise TypeError(
-            f"{name} must be a batch of episodes (a list with one per-step sequence per episode), "
-            f"got {type(batch).__name__}. For one episode, wrap it in a list: {name}=[episode]."
-        )
-    if hasattr(batch, "detach") or isinstance(batch, np.ndarray):
-        return list(batch)
-    if not isinstance(batch, Sequence):
-        raise TypeError(f"{name} must be a list of episodes, got {type(batch).__name__}.")
-    return list(batch)
-
-
-def _step_episode(name: str, index: int, episode: Any) -> np.ndarray:
-    """One episode of a plain per-step key as an array with the key's dtype and rank."""
-    dtype, ndim = _STEP_KEYS[name]
-    try:
-        array = _to_numpy(episode, dtype)
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"{name}[{index}] could not be read as a {np.dtype(dtype).name} array (steps of different sizes?): {error}"
-        ) from error
-    if ndim == 1 and array.ndim == 2 and array.shape[1] == 1:  # e.g. stacked (1,) reward boxes
-        array = array[:, 0]
-    if array.ndim != ndim:
-        expected = "(T,)" if ndim == 1 else "(T, n)"
-        raise ValueError(
-            f"{name}[{index}] has shape {array.shape}, expected {expected}: one value"
-            f"{'' if ndim == 1 else ' vector'} per step. Inputs are batches of episodes; for a single episode "
-            f"pass {name}=[episode]."
-        )
-    return array
-
-
-def _image_episode(index: int, episode: Any) -> np.ndarray:
-    """One episode of stacked frames as a channel-first (T, 4, H, W) array: uint8 or float32 in [-1, 1].
-
-    Rule: a frame whose last axis has 4 entries is channel-last (the env and dataset layout, PIL RGBA images
-    included); otherwise a frame with 4 entries on its first axis is channel-first. uint8 stays uint8 here (it
-    is scaled when rows are assembled, never up-cast to int64); float frames must be in [0, 1].
-    """
-    if isinstance(episode, list | tuple):
-        frames = [_to_numpy(frame) for frame in episode]  # PIL images -> (H, W, 4) uint8
-        array = np.stack(frames) if frames else np.zeros((0, 84, 84, 4), np.uint8)
-    else:
-        array = _to_numpy(episode)
-    if array.ndim != 4:
-        raise ValueError(
-            f"image_observations[{index}] has shape {array.shape}, expected (T, 84, 84, 4) channel-last frames "
-            "(or (T, 4, 84, 84)); for a single episode pass image_observations=[episode]."
-        )
-    if array.shape[-1] == 4:
-        array = array.transpose(0, 3, 1, 2)  # (T, H, W, 4) -> (T, 4, H, W), a view
-    elif array.shape[1] != 4:
-        raise ValueError(
-            f"image_observations[{index}] has frames of shape {array.shape[1:]}: expected 4 stacked grayscale "
-            "frames, channel-last (84, 84, 4) or channel-first (4, 84, 84). RGB frames need the Atari wrappers."
-        )
-    return _frames_dtype(index, array)
-
-
-def _frames_dtype(index: int, array: np.ndarray) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating):
-        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
-        if low < 0.0 or high > 1.0:
-            raise ValueError(
-                f"image_observations[{index}] is float with values in [{low:g}, {high:g}]: float frames must be in "
-                "[0, 1]; pass raw uint8 frames (0..255) instead."
-            )
-        return array.astype(np.float32) * 2.0 - 1.0
-    if np.issubdtype(array.dtype, np.integer):  # e.g. nested Python lists
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(f"image_observations[{index}] has integer values outside 0..255.")
-        return array.astype(np.uint8)
-    raise TypeError(f"image_observations[{index}] has dtype {array.dtype}; expected uint8 frames.")
-
-
-def _text_episode(index: int, episode: Any) -> list[str]:
-    """One episode of missions: a list of strings, or UTF-8 bytes arrays (the wrappers' ``text_as_bytes``)."""
-    if isinstance(episode, str):
-        raise TypeError(
-            f"text_observations[{index}] is a single string; expected one mission per step, e.g. "
-            f"[mission] * T. Inputs are batches of episodes."
-        )
-    return [_as_text(step) for step in episode]
-
-
-def _as_text(step: Any) -> str:
-    if isinstance(step, str):
-        return step
-    if isinstance(step, bytes):
-        return step.rstrip(b"\0").decode("utf-8")
-    array = _to_numpy(step)
-    if array.ndim == 1 and np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.uint8).tobytes().rstrip(b"\0").decode("utf-8")
-    raise TypeError(f"a text observation must be a str or UTF-8 bytes, got {type(step).__name__}.")
-
-
-def _shift_rewards(rewards: np.ndarray) -> np.ndarray:
-    """``[0] + r[:-1]``: the reward fed with o_t is the one that led to it (0 at t=0)."""
-    shifted = np.zeros_like(rewards)
-    shifted[1:] = rewards[:-1]
-    return shifted
+# Tokenizers
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -316,7 +171,7 @@ def _gather(
     """Copy each segment into its row and pad it; one (B, L, ...) array when all rows have the same length.
 
     ``fill="first"`` pads with a copy of the row's first step (the reference's choice); a number pads with it.
-    uint8 frames are scaled to [-1, 1] in the float32 output (x / 127.5 - 1).
+    uint8 frames are scaled to [-1, 1] in the float32 output (:func:`scale_pixels`).
     """
     feature = episodes[0].shape[1:]
     for index, episode in enumerate(episodes):
@@ -325,7 +180,7 @@ def _gather(
                 f"{name}: episode {index} has steps of shape {episode.shape[1:]} but episode 0 has {feature}; "
                 "a batch must come from one task."
             )
-    dtype = np.float32 if name == "image_observations" else _STEP_KEYS[name][0]
+    dtype = np.float32 if name == "image_observations" else STEP_KEYS[name][0]
     if len(set(lengths)) <= 1:
         out = np.empty((len(segments), lengths[0] if lengths else 0, *feature), dtype)  # (B, L, ...)
         rows = list(out)
@@ -336,8 +191,7 @@ def _gather(
         source = episodes[seg.episode][seg.start : seg.stop]
         row[:size] = source  # uint8 -> float32 directly, no int64 copy
         if source.dtype == np.uint8 and dtype == np.float32:
-            row[:size] *= 2.0 / 255.0
-            row[:size] -= 1.0
+            row[:size] = scale_pixels(row[:size])
         if size < len(row):
             row[size:] = (row[0] if size else 0) if fill == "first" else fill
     return out if out is not None else rows
@@ -354,22 +208,6 @@ def _attention_mask(
     return _gather("attention_mask", ones, [_Segment(i, 0, len(o)) for i, o in enumerate(ones)], lengths, 0)
 
 
-def _check_lengths(episodes: dict[str, list[np.ndarray]]) -> list[int]:
-    """Per-episode lengths, checked to agree across keys; an empty episode is an error."""
-    reference_name, reference = next(iter(episodes.items()))
-    lengths = [len(episode) for episode in reference]
-    for name, batch in episodes.items():
-        if len(batch) != len(lengths):
-            raise ValueError(f"{name} holds {len(batch)} episodes but {reference_name} holds {len(lengths)}.")
-        for index, (episode, length) in enumerate(zip(batch, lengths, strict=True)):
-            if len(episode) != length:
-                raise ValueError(
-                    f"episode {index}: {name} has {len(episode)} steps but {reference_name} has {length}; every "
-                    "key must hold the same steps (the terminal observation is not stored)."
-                )
-    return lengths
-
-
 def _finish(value: np.ndarray | list[np.ndarray], name: str, return_tensors: str | None) -> Any:
     if return_tensors is None:
         return list(value)
@@ -383,33 +221,6 @@ def _finish(value: np.ndarray | list[np.ndarray], name: str, return_tensors: str
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(value))
-
-
-# --------------------------------------------------------------------------------------------------------------
-# CLIP-style images for captioning / VQA
-
-
-def _clip_pixels(image: Any, size: int) -> np.ndarray:
-    """CLIP pre-processing: RGB, shortest edge -> ``size`` (bicubic), centre crop, CLIP mean/std -> (3, size, size)."""
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        array = _to_numpy(image)
-        if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3, 4):
-            array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
-        if np.issubdtype(array.dtype, np.floating):  # [0, 1] floats
-            array = np.clip(np.rint(array * 255.0), 0, 255)
-        image = Image.fromarray(array.astype(np.uint8).squeeze())
-    image = image.convert("RGB")
-    width, height = image.size
-    short, long = sorted((width, height))
-    new_short, new_long = size, int(size * long / short)
-    new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
-    image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
-    top, left = (new_height - size) // 2, (new_width - size) // 2
-    pixels = np.asarray(image, np.float32)[top : top + size, left : left + size]  # (size, size, 3)
-    pixels = (pixels / 255.0 - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32)
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1), dtype=np.float32)  # (3, size, size)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -521,22 +332,8 @@ class JatProcessor:
         return self.tokenizer.batch_decode(sequences, **kwargs)
 
     def tokenize_missions(self, missions: Sequence[str]) -> np.ndarray:
-        """Missions -> (N, mission_length) int64 ids: truncated, then right-padded with the pad id.
-
-        The reference padded to 64 but never truncated, so a long mission overflowed the model's 212 slots.
-        """
-        unique = sorted(set(missions))
-        encoded = self.tokenizer(unique, add_special_tokens=False)["input_ids"] if unique else []
-        table = np.full((len(unique), self.mission_length), self.pad_token_id, np.int64)
-        longest = 0
-        for row, ids in zip(table, encoded, strict=True):
-            longest = max(longest, len(ids))
-            ids = ids[: self.mission_length]
-            row[: len(ids)] = ids
-        if longest > self.mission_length:
-            logger.warning("A mission has %d tokens; truncated to %d.", longest, self.mission_length)
-        position = {mission: index for index, mission in enumerate(unique)}
-        return table[[position[mission] for mission in missions]].reshape(len(missions), self.mission_length)
+        """Missions -> (N, mission_length) int64 ids: truncated, then right-padded with the pad id."""
+        return tokenize_missions(self.tokenizer, missions, self.mission_length, self.pad_token_id)
 
     # ------------------------------------------------------------------ main entry point
     def __call__(
@@ -642,48 +439,31 @@ class JatProcessor:
         """Every RL key as a list of per-episode arrays, missions merged into the discrete observations."""
         if attention_mask is not None:
             inputs = {**inputs, "attention_mask": attention_mask}
-        batches = {name: _episode_list(name, value) for name, value in inputs.items()}
+        batches = {name: episode_list(name, value) for name, value in inputs.items()}
         counts = {name: len(value) for name, value in batches.items()}
         if len(set(counts.values())) > 1:
             raise ValueError(f"the inputs hold different numbers of episodes: {counts}.")
         episodes: dict[str, list[np.ndarray]] = {}
         for name, batch in batches.items():
             if name == "image_observations":
-                episodes[name] = [_image_episode(i, ep) for i, ep in enumerate(batch)]
+                episodes[name] = [image_episode(i, ep) for i, ep in enumerate(batch)]
             elif name != "text_observations":
-                episodes[name] = [_step_episode(name, i, ep) for i, ep in enumerate(batch)]
+                episodes[name] = [step_episode(name, i, ep) for i, ep in enumerate(batch)]
         if "text_observations" in batches:
-            episodes["discrete_observations"] = self._merge_missions(
-                episodes.get("discrete_observations"), batches["text_observations"]
+            episodes["discrete_observations"] = merge_missions(
+                episodes.get("discrete_observations"), batches["text_observations"], self.tokenize_missions
             )
         return episodes
-
-    def _merge_missions(self, discrete: list[np.ndarray] | None, texts: list[Any]) -> list[np.ndarray]:
-        if discrete is None:
-            raise ValueError(
-                "text_observations need discrete_observations: the mission ids are appended to each step's "
-                "discrete observation (BabyAI: 148 grid ints + 64 token ids)."
-            )
-        merged = []
-        for index, (grid, episode) in enumerate(zip(discrete, texts, strict=True)):
-            missions = _text_episode(index, episode)
-            if len(missions) != len(grid):
-                raise ValueError(
-                    f"episode {index}: text_observations has {len(missions)} steps but discrete_observations "
-                    f"has {len(grid)}."
-                )
-            merged.append(np.concatenate([grid, self.tokenize_missions(missions)], axis=1))  # (T, m + 64)
-        return merged
 
     def _process_rl(
         self, inputs: dict[str, Any], options: _Options, shift_rewards: bool, attention_mask: Any
     ) -> dict[str, Any]:
         episodes = self._rl_episodes(inputs, attention_mask)
-        lengths = _check_lengths(episodes)
+        lengths = check_lengths(episodes)
         if 0 in lengths:
             raise ValueError(f"episode {lengths.index(0)} has no steps; drop empty episodes before processing.")
         if shift_rewards and "rewards" in episodes:
-            episodes["rewards"] = [_shift_rewards(r) for r in episodes["rewards"]]
+            episodes["rewards"] = [previous_rewards(r) for r in episodes["rewards"]]
         segments = _segments(lengths, options.truncation, options.side, options.max_items)
         row_lengths = _row_lengths(segments, options.padding, options.max_items)
         given_mask = episodes.pop("attention_mask", None)
@@ -698,7 +478,7 @@ class JatProcessor:
         if images is not None:
             many = isinstance(images, list | tuple) or (getattr(images, "ndim", 0) == 4)  # (N, H, W, C) arrays
             image_list = list(images) if many else [images]
-            pixels = np.stack([_clip_pixels(image, self.image_size) for image in image_list])  # (N, 3, S, S)
+            pixels = np.stack([clip_pixels(image, self.image_size) for image in image_list])  # (N, 3, S, S)
         if text is None:
             out["pixel_values"] = pixels
             return {name: _finish(value, name, options.return_tensors) for name, value in out.items()}
@@ -709,10 +489,10 @@ class JatProcessor:
         segments = _segments([len(seq) for seq in ids], options.truncation, options.side, options.max_items)
         row_lengths = _row_lengths(segments, options.padding, options.max_items)
         out["input_ids"] = _gather("input_ids", ids, segments, row_lengths, self.pad_token_id)
-        given = None if attention_mask is None else _episode_list("attention_mask", attention_mask)
+        given = None if attention_mask is None else episode_list("attention_mask", attention_mask)
         if given is not None:
-            given = [_step_episode("attention_mask", i, m) for i, m in enumerate(given)]
-            _check_lengths({"input_ids": ids, "attention_mask": given})
+            given = [step_episode("attention_mask", i, m) for i, m in enumerate(given)]
+            check_lengths({"input_ids": ids, "attention_mask": given})
         out["attention_mask"] = _attention_mask(segments, row_lengths, given)
         if pixels is not None:  # each chunk of a caption keeps its image
             out["pixel_values"] = pixels[[seg.episode for seg in segments]]
@@ -749,12 +529,12 @@ class JatProcessor:
         if padding == "max_length":
             raise ValueError("pad() pads to the longest row: use padding='longest' (or process with max_length).")
         options = self._options(padding, False, "right", 1, return_tensors)
-        sequences = [key for key in keys if key in _STEP_KEYS or key == "image_observations"]
+        sequences = [key for key in keys if key in STEP_KEYS or key == "image_observations"]
         out: dict[str, Any] = {}
         if sequences:
             columns = {key: self._pad_column(key, [row[key] for row in rows]) for key in sequences}
             given = columns.pop("attention_mask", None)
-            lengths = _check_lengths(columns)
+            lengths = check_lengths(columns)
             segments = [_Segment(index, 0, length) for index, length in enumerate(lengths)]
             row_lengths = _row_lengths(segments, options.padding, 1)
             for key, column in columns.items():
@@ -763,14 +543,14 @@ class JatProcessor:
             out["attention_mask"] = _attention_mask(segments, row_lengths, given)
         for key in keys:
             if key not in out and key not in sequences:
-                out[key] = np.stack([_to_numpy(row[key]) for row in rows])
+                out[key] = np.stack([to_numpy(row[key]) for row in rows])
         return {key: _finish(value, key, options.return_tensors) for key, value in out.items()}
 
     @staticmethod
     def _pad_column(key: str, values: list[Any]) -> list[np.ndarray]:
         if key == "image_observations":
-            return [_pad_frames(index, value) for index, value in enumerate(values)]
-        return [_step_episode(key, index, value) for index, value in enumerate(values)]
+            return [row_frames(index, value) for index, value in enumerate(values)]
+        return [step_episode(key, index, value) for index, value in enumerate(values)]
 
     # ------------------------------------------------------------------ save / load
     def to_dict(self) -> dict[str, Any]:
@@ -823,13 +603,3 @@ class JatProcessor:
             image_size=int(getattr(config, "image_size", 224)),
             patch_size=int(getattr(config, "patch_size", 16)),
         )
-
-
-def _pad_frames(index: int, value: Any) -> np.ndarray:
-    """Frames of a processed row: float already in [-1, 1] kept as is, uint8 scaled when gathered."""
-    array = _to_numpy(value)
-    if np.issubdtype(array.dtype, np.floating):
-        if array.ndim != 4 or array.shape[1] != 4:
-            raise ValueError(f"image_observations row {index} has shape {array.shape}, expected (L, 4, 84, 84).")
-        return array.astype(np.float32, copy=False)
-    return _image_episode(index, array)

@@ -18,14 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-if TYPE_CHECKING:  # pragma: no cover
-    from jat_policy.processing import JatProcessor
+from jat_policy.processing import JatProcessor, previous_rewards, unscale_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -118,14 +117,6 @@ class TaskWindows:
 # Building windows from Hub-schema datasets
 
 
-def _shifted(rewards: Any) -> np.ndarray:
-    """``[0] + r[:-1]``: the reward fed with o_t is the one that led to it (done here, before pieces are cut)."""
-    raw = np.asarray(rewards, np.float32).reshape(-1)
-    out = np.zeros_like(raw)
-    out[1:] = raw[:-1]
-    return out
-
-
 def _pieces(length: int, piece: int) -> list[tuple[int, int]]:
     return [(start, min(start + piece, length)) for start in range(0, length, piece)]
 
@@ -133,7 +124,7 @@ def _pieces(length: int, piece: int) -> list[tuple[int, int]]:
 def _compact(key: str, row: np.ndarray) -> np.ndarray:
     """Storage dtype: uint8 frames, int32 ids; ``JatProcessor.pad`` turns them back into float / int64."""
     if key == "image_observations":
-        return np.rint((row + 1.0) * 127.5).astype(np.uint8)  # exact inverse of the processor's u / 127.5 - 1
+        return unscale_pixels(row)
     if np.issubdtype(row.dtype, np.integer):
         return row.astype(np.int32)
     return row
@@ -189,7 +180,7 @@ def _process_episodes(
         piece = window * max(1, _PIECE_BYTES // (window * 4 * 84 * 84 * 4))
     inputs: dict[str, list[Any]] = {column: [] for column in columns}
     for index in keep:
-        shifted = _shifted(batch["rewards"][index])
+        shifted = previous_rewards(batch["rewards"][index])  # per whole episode, before pieces are cut
         bounds = _pieces(len(shifted), piece) if images else [(0, len(shifted))]
         for start, stop in bounds:
             for column in columns:
