@@ -255,18 +255,10 @@ def parse_task_values(items: list[str] | None, what: str, unit: str = "weight") 
 
 
 def resolve_task_names(names: list[str], data: str | None) -> list[str]:
-    """Registry names and domain keywords expanded; with local data, unknown names pass as user tasks."""
+    """:func:`jat_policy.tasks.resolve_tasks`; with local data, unknown names pass as user tasks."""
     from jat_policy.tasks import resolve_tasks
 
-    out: dict[str, None] = {}
-    for name in names:
-        try:
-            out.update(dict.fromkeys(resolve_tasks([name])))
-        except KeyError:
-            if data is None:
-                raise
-            out[name] = None
-    return list(out)
+    return resolve_tasks(names, allow_unknown=data is not None)
 
 
 def _task_info(name: str) -> tuple[str, float, float]:
