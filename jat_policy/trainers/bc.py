@@ -426,8 +426,8 @@ class JatTrainer(Trainer):
     """``transformers.Trainer`` with single-task batches (:class:`TaskBatchSampler`) and JSON training args.
 
     Some hooks override private Trainer methods because transformers has no public hook for them (checked
-    against transformers 4.5x): ``_train_batch_size`` is the batch size Trainer itself uses (it can differ from
-    ``args.per_device_train_batch_size`` under ``auto_find_batch_size``); ``_load_from_checkpoint`` and
+    against the installed transformers 5.x): ``_train_batch_size`` is the batch size Trainer itself uses (it
+    can differ from ``args.per_device_train_batch_size`` under ``auto_find_batch_size``); ``_load_from_checkpoint`` and
     ``_save_checkpoint`` are the only places a resume/checkpoint write can be customised; ``_internal_call``
     is ``save_model``'s own signature, passed through unchanged.
     """
