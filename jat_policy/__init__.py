@@ -11,8 +11,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 from jat_policy.utils.lazy import lazy_attributes
-
-__version__ = "0.1.0"
+from jat_policy.version import __version__
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {

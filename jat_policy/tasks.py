@@ -33,23 +33,29 @@ from __future__ import annotations
 import csv
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from jat_policy.score_reference import ScoreReference
+
 __all__ = [
     "DOMAINS",
+    "RL_DOMAINS",
+    "ScoreReference",
     "TaskSpec",
     "get_task",
     "list_tasks",
     "register_task",
     "resolve_tasks",
+    "set_env_backend",
     "unregister_task",
 ]
 
+# The one list of domains; data/ and evaluation/ import it. RL_DOMAINS: the domains of the JAT benchmark envs.
 DOMAINS = ("atari", "babyai", "metaworld", "mujoco", "text", "user")
-RL_DOMAINS = ("atari", "babyai", "metaworld", "mujoco")
+RL_DOMAINS = tuple(domain for domain in DOMAINS if domain not in ("text", "user"))
 _MODALITIES = ("continuous", "discrete", "image", "text")
 _ACTION_TYPES = ("discrete", "continuous")
 
@@ -158,6 +164,13 @@ class TaskSpec:
     random_std: float | None = None
     expert_std: float | None = None
     reference_env_id: str | None = None
+
+    @property
+    def reference(self) -> ScoreReference | None:
+        """The random/expert/human scores as the library's one score type; None without both random and expert."""
+        if self.random_score is None or self.expert_score is None:
+            return None
+        return ScoreReference(self.random_score, self.expert_score, self.human_score, "registry")
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -281,29 +294,35 @@ def list_tasks(domain: str | None = None) -> list[str]:
     return [name for name, spec in _REGISTRY.items() if spec.domain == domain]
 
 
-def resolve_tasks(names: str | list[str]) -> list[str]:
+def resolve_tasks(names: str | Sequence[str], *, allow_unknown: bool = False) -> list[str]:
     """Expand domain keywords the way the reference scripts do, keeping order and dropping duplicates.
+
+    This is the library's one task resolver: the trainer and :func:`jat_policy.evaluation.evaluate` call it.
 
     Args:
         names: Task names and/or domain keywords (``"atari"``, ``"babyai"``, ``"metaworld"``, ``"mujoco"``,
             ``"text"``, ``"user"``, ``"all"``), as a list or one comma-separated string.
+        allow_unknown: Pass names the registry does not know through unchanged (Gymnasium ids, tasks of a
+            local dataset) instead of raising.
 
     Returns:
         Task names.
 
     Raises:
-        KeyError: If a name is neither a task nor a domain keyword.
+        KeyError: If a name is neither a task nor a domain keyword (unless ``allow_unknown``).
 
     Example:
         >>> resolve_tasks("mujoco-ant,babyai")[:3]
         ['mujoco-ant', 'babyai-action-obj-door', 'babyai-blocked-unlock-pickup']
     """
     if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
+        names = names.split(",")
     out: dict[str, None] = {}
-    for name in names:
+    for name in filter(None, (n.strip() for n in names)):
         if name in DOMAINS or name == "all":
             out.update(dict.fromkeys(list_tasks(None if name == "all" else name)))
+        elif allow_unknown and name not in _REGISTRY:
+            out[name] = None
         else:
             out[get_task(name).name] = None
     return list(out)
@@ -329,20 +348,40 @@ def _check_choice(value: str | None, choices: tuple[str, ...], what: str) -> Non
         raise ValueError(f"{what} must be one of {choices}, got {value!r}.")
 
 
-def _infer_modality_and_actions(name: str) -> tuple[str, str]:
-    """Build the task's env once and read what the step dict holds."""
-    from jat_policy.wrappers import make_env
+class _EnvBackend:
+    """What :mod:`jat_policy.wrappers.registration` plugs in, so this module never imports the wrappers.
 
-    env = make_env(name)
-    try:
-        keys = set(env.observation_space.keys())
-        action_type = "discrete" if env.action_space.__class__.__name__ == "Discrete" else "continuous"
-    finally:
-        env.close()
-    for key, modality in (("image_observation", "image"), ("continuous_observation", "continuous")):
-        if key in keys:
-            return modality, action_type
-    return "discrete", action_type
+    Building an env (to infer a user task's modality) and the Gymnasium ids need gymnasium; keeping them behind
+    this hook keeps tasks.py a standard-library leaf with no import cycle. ``import jat_policy`` installs it.
+    """
+
+    infer: Callable[[str], tuple[str, str]] | None = None
+    on_register: Callable[[str], None] | None = None
+    on_unregister: Callable[[str], None] | None = None
+
+
+def set_env_backend(
+    infer: Callable[[str], tuple[str, str]],
+    on_register: Callable[[str], None],
+    on_unregister: Callable[[str], None],
+) -> None:
+    """Install how user tasks are inspected and registered with Gymnasium (done by :mod:`jat_policy.wrappers`).
+
+    Args:
+        infer: ``task -> (modality, action_type)``, by building the task's env once.
+        on_register: Called with a task name after :func:`register_task` adds it.
+        on_unregister: Called with a task name after :func:`unregister_task` removes it.
+    """
+    _EnvBackend.infer, _EnvBackend.on_register, _EnvBackend.on_unregister = infer, on_register, on_unregister
+
+
+def _infer_modality_and_actions(name: str) -> tuple[str, str]:
+    if _EnvBackend.infer is None:
+        raise ValueError(
+            f"register_task({name!r}) needs modality= and action_type=, or `import jat_policy.wrappers` first so "
+            "they can be inferred by building the env."
+        )
+    return _EnvBackend.infer(name)
 
 
 def register_task(
@@ -421,9 +460,8 @@ def register_task(
         reference_env_id=env_id,
     )
     _REGISTRY[name] = spec
-    from jat_policy.wrappers.registration import register_gym_id
-
-    register_gym_id(name)
+    if _EnvBackend.on_register is not None:
+        _EnvBackend.on_register(name)
     return spec
 
 
@@ -449,9 +487,8 @@ def unregister_task(name: str) -> None:
         raise ValueError(f"{name!r} is a built-in JAT task and cannot be removed.")
     get_task(name)
     _restore(name, None, None)
-    from jat_policy.wrappers.registration import unregister_gym_id
-
-    unregister_gym_id(name)
+    if _EnvBackend.on_unregister is not None:
+        _EnvBackend.on_unregister(name)
 
 
 def user_task_factory(name: str) -> tuple[str | Callable[..., Any], dict[str, Any]]:

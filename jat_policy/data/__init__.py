@@ -40,7 +40,8 @@ _MODULES: dict[str, list[str]] = {
         "get_features",
         "schema_for_task",
     ],
-    "jat_policy.data.storage": ["METADATA_FILE", "push_to_hub", "save_dataset"],
+    "jat_policy.data.hub": ["push_to_hub"],
+    "jat_policy.data.storage": ["METADATA_FILE", "save_dataset"],
     "jat_policy.data.validation": ["validate_dataset", "validate_episode", "validate_features"],
     "jat_policy.data.collect": ["CollectResult", "collect"],
     "jat_policy.data.experts": [
@@ -107,6 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover
         make_expert,
         train_expert,
     )
+    from jat_policy.data.hub import push_to_hub
     from jat_policy.data.images import encode_frame, frame_to_image, frame_to_png, image_to_frame
     from jat_policy.data.loading import (
         HUB_REPO_ID,
@@ -127,7 +129,7 @@ if TYPE_CHECKING:  # pragma: no cover
         get_features,
         schema_for_task,
     )
-    from jat_policy.data.storage import METADATA_FILE, push_to_hub, save_dataset
+    from jat_policy.data.storage import METADATA_FILE, save_dataset
     from jat_policy.data.validation import validate_dataset, validate_episode, validate_features
 
 

@@ -39,9 +39,10 @@ from datasets import Dataset, DatasetDict
 from datasets.exceptions import DatasetGenerationError
 
 from jat_policy.data.experts import RandomExpert, expert_name, make_expert
+from jat_policy.data.hub import push_to_hub
 from jat_policy.data.rollout import EnvSource, EpisodeResult, init_worker, play, play_chunk
 from jat_policy.data.schema import ACTION_COLUMNS, OBSERVATION_COLUMNS, EpisodeSchema, task_domain
-from jat_policy.data.storage import StagedWrite, push_to_hub, quiet_datasets
+from jat_policy.data.storage import StagedWrite, quiet_datasets
 from jat_policy.data.validation import validate_dataset
 
 RANDOM_SEED_OFFSET = 1_000_000
@@ -513,7 +514,7 @@ def _metadata(
     n_train: int,
     collection: dict[str, Any],
 ) -> dict[str, Any]:
-    from jat_policy import __version__
+    from jat_policy.version import __version__
 
     successes = [s for s in stats.successes if s is not None]
     random_returns, random_seed = random

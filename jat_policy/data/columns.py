@@ -5,6 +5,9 @@ Worker processes of the collector import only this (and numpy), so they start fa
 
 from __future__ import annotations
 
+from jat_policy.tasks import RL_DOMAINS as DOMAINS  # noqa: N811 - the domains with a fixed dataset schema
+from jat_policy.tasks import get_task
+
 # step-dict key (wrappers) -> dataset column, in the Hub's column order (BabyAI: text before discrete)
 OBSERVATION_COLUMNS: dict[str, str] = {
     "continuous_observation": "continuous_observations",
@@ -16,7 +19,8 @@ OBSERVATION_COLUMNS: dict[str, str] = {
 ACTION_COLUMNS: dict[str, str] = {"discrete": "discrete_actions", "continuous": "continuous_actions"}
 REWARD_COLUMN = "rewards"
 IMAGE_SHAPE = (84, 84, 4)  # (H, W, stacked frames); stored as one RGBA image per step
-DOMAINS = ("atari", "babyai", "metaworld", "mujoco")
+
+__all__ = ["ACTION_COLUMNS", "DOMAINS", "IMAGE_SHAPE", "OBSERVATION_COLUMNS", "REWARD_COLUMN", "task_domain"]
 
 
 def task_domain(task: str) -> str | None:
@@ -29,9 +33,7 @@ def task_domain(task: str) -> str | None:
         One of :data:`DOMAINS`, or ``None`` for tasks outside them (user tasks, Gymnasium ids).
     """
     try:
-        from jat_policy.tasks import get_task
-
         domain = get_task(task).domain
-    except (ImportError, KeyError):  # registry absent or task unknown to it: fall back to the name
+    except KeyError:  # task unknown to the registry: fall back to the name
         domain = task.split("-", 1)[0]
     return domain if domain in DOMAINS else None

@@ -26,6 +26,7 @@ from jat_policy.data.schema import DatasetValidationError, EpisodeSchema
 from jat_policy.data.storage import CHECKSUMS_KEY, METADATA_FILE, read_metadata, task_dirname
 from jat_policy.data.storage import verify_checksums as verify_checksums_of
 from jat_policy.data.validation import validate_dataset, validate_iterable
+from jat_policy.score_reference import ScoreReference
 
 HUB_REPO_ID = "jat-project/jat-dataset"
 _TRUE = {"1", "ON", "YES", "TRUE"}
@@ -338,7 +339,10 @@ def _named_errors(where: str | None) -> Iterator[None]:
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceScores:
-    """Expert and random reference returns of a collected dataset (raw episode returns).
+    """Expert and random reference returns of a collected dataset (raw episode returns), with their counts.
+
+    This is the record read from ``jat_metadata.json`` (``scores.expert.mean`` etc.); its scores as the library's
+    one score type are :attr:`reference` (a :class:`~jat_policy.score_reference.ScoreReference`).
 
     Attributes:
         task: Task name.
@@ -363,6 +367,13 @@ class ReferenceScores:
     success_rate: float | None = None
     env_id: str | None = None
     expert: str | None = None
+
+    @property
+    def reference(self) -> ScoreReference | None:
+        """The scores as the library's one score type; None when no random score was measured."""
+        if self.random_mean is None:
+            return None
+        return ScoreReference(self.random_mean, self.expert_mean, None, "dataset")
 
 
 def load_metadata(path: str | os.PathLike, task: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from jat_policy.evaluation.results import (
     package_versions,
 )
 from jat_policy.evaluation.scores import NormalizedScores, get_reference_scores, lookup_task
-from jat_policy.tasks import RL_DOMAINS
+from jat_policy.tasks import RL_DOMAINS, resolve_tasks
 
 __all__ = [
     "EnvFn",
@@ -253,19 +253,11 @@ def _rollout(
 # evaluate()
 # --------------------------------------------------------------------------------------------------
 def expand_tasks(tasks: str | Sequence[str]) -> list[str]:
-    """Splits ``"a,b"`` and expands the keywords ``atari|babyai|metaworld|mujoco|user|all`` via the registry."""
-    names = [t.strip() for t in tasks.split(",")] if isinstance(tasks, str) else list(tasks)
-    out: list[str] = []
-    for name in filter(None, names):
-        if name in RL_DOMAINS or name in ("user", "all"):
-            from jat_policy.tasks import list_tasks
-
-            out += list_tasks() if name == "all" else list_tasks(name)
-        else:
-            out.append(name)
+    """:func:`jat_policy.tasks.resolve_tasks` that passes unregistered names (Gymnasium ids) and refuses none."""
+    out = resolve_tasks(tasks, allow_unknown=True)
     if not out:
         raise ValueError(f"No tasks to evaluate in {tasks!r}; give task names such as 'atari-pong,mujoco-pendulum'.")
-    return list(dict.fromkeys(out))  # keep order, drop duplicates
+    return out
 
 
 def _domain_of(task: str, spec: Any | None) -> str:

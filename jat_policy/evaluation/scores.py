@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from jat_policy.score_reference import ScoreReference
 
 __all__ = [
     "AggregateScore",
@@ -41,53 +43,9 @@ EVAL_EXTRA = 'pip install "jat-policy[eval]"'
 # --------------------------------------------------------------------------------------------------
 # Reference scores and normalisation
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ScoreReference:
-    """Scores that normalise a task's raw returns.
-
-    Attributes:
-        random: Mean return of a uniform random policy.
-        expert: Mean return of the expert that produced the dataset.
-        human: Mean human score (Atari only), or None.
-        source: Where the numbers come from: ``"registry"``, ``"dataset"`` or ``"user"``.
-    """
-
-    random: float
-    expert: float
-    human: float | None = None
-    source: str = "user"
-
-
-_REFERENCE_KEYS = tuple(f"{who}_{what}" for who in ("random", "expert", "human") for what in ("score", "mean"))
-
-
-def _first_key(value: Mapping[str, Any], keys: Sequence[str]) -> Any:
-    for key in keys:
-        if value.get(key) is not None:
-            return value[key]
-    return None
-
-
 def _as_reference(value: Any, source: str) -> ScoreReference | None:
-    """Accepts a ScoreReference, a ``(random, expert[, human])`` tuple, a mapping or a TaskSpec-like object."""
-    if value is None or isinstance(value, ScoreReference):
-        return value
-    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) in (2, 3):
-        human = value[2] if len(value) == 3 else None
-        return ScoreReference(float(value[0]), float(value[1]), None if human is None else float(human), source)
-    if not isinstance(value, Mapping):  # TaskSpec (*_score) or jat_policy.data.ReferenceScores (*_mean)
-        value = {name: getattr(value, name) for name in _REFERENCE_KEYS if hasattr(value, name)}
-    random = _first_key(value, ("random", "random_score", "random_mean"))
-    expert = _first_key(value, ("expert", "expert_score", "expert_mean"))
-    human = _first_key(value, ("human", "human_score", "human_mean"))
-    if random is None or expert is None:
-        if source == "user":
-            raise ValueError(
-                f"Reference scores must give a random and an expert score, e.g. (random, expert) or "
-                f"{{'random': r, 'expert': e}}; got {value!r}."
-            )
-        return None
-    return ScoreReference(float(random), float(expert), None if human is None else float(human), source)
+    """Kept for callers of the old helper; :meth:`ScoreReference.coerce` owns the parsing."""
+    return ScoreReference.coerce(value, source)
 
 
 def lookup_task(task: str) -> Any | None:

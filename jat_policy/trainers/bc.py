@@ -43,16 +43,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from jat_policy.modeling import WEIGHTS_NAME, JatModel
+from jat_policy.trainers.sampling import MultiTaskDataset, TaskBatchSampler
+
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import TrainerCallback, TrainingArguments
 
-    from jat_policy.modeling import JatModel
     from jat_policy.processing import JatProcessor
     from jat_policy.trainers.sampling import TaskWindows
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "JatTrainer",
     "TrainOptions",
     "cli_main",
     "cpu_supports_bf16",
@@ -255,18 +261,10 @@ def parse_task_values(items: list[str] | None, what: str, unit: str = "weight") 
 
 
 def resolve_task_names(names: list[str], data: str | None) -> list[str]:
-    """Registry names and domain keywords expanded; with local data, unknown names pass as user tasks."""
+    """:func:`jat_policy.tasks.resolve_tasks`; with local data, unknown names pass as user tasks."""
     from jat_policy.tasks import resolve_tasks
 
-    out: dict[str, None] = {}
-    for name in names:
-        try:
-            out.update(dict.fromkeys(resolve_tasks([name])))
-        except KeyError:
-            if data is None:
-                raise
-            out[name] = None
-    return list(out)
+    return resolve_tasks(names, allow_unknown=data is not None)
 
 
 def _task_info(name: str) -> tuple[str, float, float]:
@@ -424,72 +422,77 @@ def build_training_arguments(options: TrainOptions, learning_rate: float) -> Tra
     )
 
 
-def _trainer_class() -> type:
-    from torch.utils.data import DataLoader
-    from transformers import Trainer
+class JatTrainer(Trainer):
+    """``transformers.Trainer`` with single-task batches (:class:`TaskBatchSampler`) and JSON training args.
 
-    from jat_policy.modeling import WEIGHTS_NAME, JatModel
-    from jat_policy.trainers.sampling import MultiTaskDataset, TaskBatchSampler
+    Some hooks override private Trainer methods because transformers has no public hook for them (checked
+    against the installed transformers 5.x): ``_train_batch_size`` is the batch size Trainer itself uses (it
+    can differ from ``args.per_device_train_batch_size`` under ``auto_find_batch_size``); ``_load_from_checkpoint`` and
+    ``_save_checkpoint`` are the only places a resume/checkpoint write can be customised; ``_internal_call``
+    is ``save_model``'s own signature, passed through unchanged.
+    """
 
-    class JatTrainer(Trainer):
-        """``transformers.Trainer`` with single-task batches (:class:`TaskBatchSampler`) and JSON training args."""
+    def get_train_dataloader(self) -> DataLoader:
+        """Single-task batches from :class:`TaskBatchSampler` for a :class:`MultiTaskDataset`, else Trainer's."""
+        dataset = self.train_dataset
+        if not isinstance(dataset, MultiTaskDataset):
+            return super().get_train_dataloader()
+        args = self.args
+        grouped = args.train_sampling_strategy == "group_by_length"
+        sampler = TaskBatchSampler(
+            dataset.task_sizes,
+            [task.sample_weight for task in dataset.tasks],
+            batch_size=self._train_batch_size,
+            # one long epoch: the order is a function of the seed only, so resume and DDP see the same data
+            num_batches=args.max_steps * args.gradient_accumulation_steps,
+            seed=args.seed if args.data_seed is None else args.data_seed,
+            rank=args.process_index,
+            world_size=max(1, args.world_size),
+            task_lengths=[task.lengths for task in dataset.tasks] if grouped else None,
+        )
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+        )
+        loader = self.accelerator.prepare(loader)
+        # The sampler is rank-aware already: make accelerate's BatchSamplerShard a passthrough, as
+        # Trainer does for its own rank-aware BatchRebalanceSampler.
+        shard = getattr(loader, "batch_sampler", None)
+        if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
+            shard.num_processes, shard.process_index = 1, 0
+        return loader
 
-        def get_train_dataloader(self) -> DataLoader:
-            dataset = self.train_dataset
-            if not isinstance(dataset, MultiTaskDataset):
-                return super().get_train_dataloader()
-            args = self.args
-            grouped = args.train_sampling_strategy == "group_by_length"
-            sampler = TaskBatchSampler(
-                dataset.task_sizes,
-                [task.sample_weight for task in dataset.tasks],
-                batch_size=self._train_batch_size,
-                # one long epoch: the order is a function of the seed only, so resume and DDP see the same data
-                num_batches=args.max_steps * args.gradient_accumulation_steps,
-                seed=args.seed if args.data_seed is None else args.data_seed,
-                rank=args.process_index,
-                world_size=max(1, args.world_size),
-                task_lengths=[task.lengths for task in dataset.tasks] if grouped else None,
-            )
-            loader = DataLoader(
-                dataset,
-                batch_sampler=sampler,
-                collate_fn=self.data_collator,
-                num_workers=args.dataloader_num_workers,
-                pin_memory=args.dataloader_pin_memory,
-            )
-            loader = self.accelerator.prepare(loader)
-            # The sampler is rank-aware already: make accelerate's BatchSamplerShard a passthrough, as
-            # Trainer does for its own rank-aware BatchRebalanceSampler.
-            shard = getattr(loader, "batch_sampler", None)
-            if shard is not None and getattr(shard, "batch_sampler", None) is sampler:
-                shard.num_processes, shard.process_index = 1, 0
-            return loader
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        # Strict, alias-aware safetensors load (Trainer's own is non-strict and does not know that the
+        # shared wte is stored once); FSDP and other wrapped cases keep Trainer's path.
+        weights = Path(resume_from_checkpoint) / WEIGHTS_NAME
+        if model is None and isinstance(self.model, JatModel) and weights.is_file():
+            self.model.load_jat_weights(weights)
+            return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-            # Strict, alias-aware safetensors load (Trainer's own is non-strict and does not know that the
-            # shared wte is stored once); FSDP and other wrapped cases keep Trainer's path.
-            weights = Path(resume_from_checkpoint) / WEIGHTS_NAME
-            if model is None and isinstance(self.model, JatModel) and weights.is_file():
-                self.model.load_jat_weights(weights)
-                return
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # trainer_state.json, written last, marks a checkpoint complete: when checkpoint-N is written again
+        # (a rerun into the same output_dir) a kill must not leave the old one beside new weights.
+        if self.args.should_save:
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            (folder / "trainer_state.json").unlink(missing_ok=True)
+        super()._save_checkpoint(model, trial)
 
-        def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            # trainer_state.json, written last, marks a checkpoint complete: when checkpoint-N is written again
-            # (a rerun into the same output_dir) a kill must not leave the old one beside new weights.
-            if self.args.should_save:
-                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-                (folder / "trainer_state.json").unlink(missing_ok=True)
-            super()._save_checkpoint(model, trial)
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save, with the training arguments as JSON instead of a pickle."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:  # JSON instead of the pickled TrainingArguments
+            target = Path(output_dir or self.args.output_dir)
+            (target / "training_args.bin").unlink(missing_ok=True)
+            (target / TRAINING_ARGS_JSON).write_text(self.args.to_json_string())
 
-        def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-            super().save_model(output_dir, _internal_call)
-            if self.args.should_save:  # JSON instead of the pickled TrainingArguments
-                target = Path(output_dir or self.args.output_dir)
-                (target / "training_args.bin").unlink(missing_ok=True)
-                (target / TRAINING_ARGS_JSON).write_text(self.args.to_json_string())
 
+def _trainer_class() -> type[JatTrainer]:
+    """Kept for older callers: the trainer class is :class:`JatTrainer`."""
     return JatTrainer
 
 
@@ -573,7 +576,7 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
         "default": default_window(options, max_pos),
         "image": min(options.atari_window, max_pos // 2),
     }
-    trainer = _trainer_class()(
+    trainer = JatTrainer(
         model=model,
         args=args,
         train_dataset=MultiTaskDataset(windows),

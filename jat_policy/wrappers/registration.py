@@ -102,7 +102,22 @@ def unregister_gym_id(task: str) -> None:
     gym.registry.pop(gym_id(task), None)
 
 
+def infer_modality_and_actions(task: str) -> tuple[str, str]:
+    """Build a task's env once and read what its step dict holds: ``(modality, action_type)``."""
+    env = make_env(task)
+    try:
+        keys = set(env.observation_space.keys())
+        action_type = "discrete" if isinstance(env.action_space, gym.spaces.Discrete) else "continuous"
+    finally:
+        env.close()
+    for key, modality in (("image_observation", "image"), ("continuous_observation", "continuous")):
+        if key in keys:
+            return modality, action_type
+    return "discrete", action_type
+
+
 def register_envs() -> None:
     """Register ``jat/<task>`` for every task that has an environment (157 JAT tasks + user tasks)."""
+    _tasks.set_env_backend(infer_modality_and_actions, register_gym_id, unregister_gym_id)
     for task in _tasks.list_tasks():
         register_gym_id(task)
