@@ -188,6 +188,22 @@ def test_sb3_expert_safe_load_acts_like_the_pickled_load():
     )
 
 
+def test_collect_cli_unpickles_only_with_trust_pickle(tmp_path):
+    from jat_policy.data.collect import CollectOptions, _expert_from_options
+    from jat_policy.utils.cli_args import parse_args
+
+    argv = ["--task", "mujoco-pendulum", "--expert", str(PENDULUM_ZIP)]
+    assert _expert_from_options(parse_args(CollectOptions, argv, prog="collect")) == str(
+        PENDULUM_ZIP
+    )  # SB3Expert's safe default
+    trusted = _expert_from_options(parse_args(CollectOptions, [*argv, "--trust-pickle"], prog="collect"))
+    assert isinstance(trusted, SB3Expert) and trusted.trust_pickle
+    with pytest.raises(ValueError, match="--trust-pickle applies to an SB3 .zip expert only"):
+        _expert_from_options(
+            parse_args(CollectOptions, ["--task", "babyai-go-to-red-ball", "--trust-pickle"], prog="collect")
+        )
+
+
 def test_sb3_expert_trust_pickle_env_variable(monkeypatch):
     monkeypatch.setenv("JAT_POLICY_TRUST_PICKLE", "1")
     assert SB3Expert(PENDULUM_ZIP).trust_pickle

@@ -568,6 +568,10 @@ class CollectOptions:
             "help": "bot | scripted | random | path to an SB3 .zip | auto (BabyAI bot, Meta-World scripted, random)"
         },
     )
+    trust_pickle: bool = field(
+        default=False,
+        metadata={"help": "let SB3 unpickle the expert .zip's pickled entries (runs its code: trusted files only)"},
+    )
     test_fraction: float = field(default=0.1, metadata={"help": "share of episodes in the test split"})
     seed: int = field(default=0, metadata={"help": "episode i uses seed + i"})
     workers: int = field(
@@ -605,10 +609,19 @@ def cli_main(argv: list[str]) -> int:
     return 0
 
 
+def _expert_from_options(options: CollectOptions) -> Any:
+    """``--expert`` as given, or, with ``--trust-pickle``, the SB3 expert allowed to unpickle its zip."""
+    if not options.trust_pickle:
+        return options.expert
+    if not options.expert.endswith(".zip"):
+        raise ValueError(f"--trust-pickle applies to an SB3 .zip expert only, not --expert {options.expert!r}.")
+    return make_expert(options.expert, options.task, trust_pickle=True)  # the CLI's only way to unpickle
+
+
 def _collect_from_options(options: CollectOptions) -> CollectResult:
     return collect(
         options.task,
-        options.expert,
+        _expert_from_options(options),
         options.episodes,
         out=options.out,
         test_fraction=options.test_fraction,
