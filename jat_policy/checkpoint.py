@@ -112,15 +112,11 @@ def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}: not a saved JAT checkpoint.")
-    try:
-        raw = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{config_path} is not valid JSON ({err}); the checkpoint is corrupt.") from err
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"{config_path} holds a JSON {type(raw).__name__} ({str(raw)[:40]!r}), expected an object of config "
-            "fields (model_type, hidden_size, ...): the file is truncated or not a model config."
-        )
+    raw = _read_json_object(
+        config_path,
+        "the checkpoint is corrupt",
+        " of config fields (model_type, hidden_size, ...): the file is truncated or not a model config",
+    )
     model_type = raw.get("model_type")
     if model_type != JatConfig.model_type:
         raise ValueError(
@@ -468,19 +464,25 @@ def space_from_json(data: dict[str, Any]) -> spaces.Space:
     raise ValueError(f"Unknown space type {kind!r} in policy.json (expected Box, Discrete, ..., Dict).")
 
 
+def _read_json_object(path: Path, corrupt: str, expected: str) -> dict[str, Any]:
+    """A JSON file that must hold an object; ``corrupt`` / ``expected`` finish the two error messages."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {corrupt}.") from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(data).__name__} ({str(data)[:40]!r}), expected an object{expected}."
+        )
+    return data
+
+
 def read_policy_config(directory: Path) -> dict[str, Any] | None:
     """``policy.json`` with its spaces rebuilt (``None`` when there is none); any malformed field is a ValueError."""
     path = directory / POLICY_CONFIG_NAME
     if not path.is_file():
         return None
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the saved policy is corrupt.") from err
-    if not isinstance(meta, dict):
-        raise ValueError(
-            f"{path} holds a JSON {type(meta).__name__}, expected an object; the saved policy is corrupt."
-        )
+    meta = _read_json_object(path, "the saved policy is corrupt", "; the saved policy is corrupt")
     if meta.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT!r}.")
     for key in ("observation_space", "action_space"):
