@@ -49,3 +49,34 @@ def tiny_config(**overrides):
         eos_token_id=None,
     )
     return JatConfig(**{**base, **overrides})
+
+
+def sampled_env(observation_space, action_space=None, length: int = 6, reward=lambda action: 1.0):
+    """A gymnasium env whose observations are samples of ``observation_space``; it terminates after ``length`` steps.
+
+    Args:
+        observation_space: The space sampled (seeded by ``reset(seed=...)``).
+        action_space: Default ``Discrete(3)``.
+        length: Steps per episode.
+        reward: ``reward(action) -> float``.
+    """
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    class SampledEnv(gym.Env):
+        def __init__(self):
+            self.observation_space = observation_space
+            self.action_space = action_space if action_space is not None else spaces.Discrete(3)
+            self.t = 0
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.observation_space.seed(seed)
+            self.t = 0
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            self.t += 1
+            return self.observation_space.sample(), float(reward(action)), self.t >= length, False, {}
+
+    return SampledEnv()

@@ -18,32 +18,20 @@ from jat_policy.policy import JatPolicy
 from jat_policy.processing import JatProcessor
 from jat_policy.trainers.bc import TrainOptions, train
 from jat_policy.wrappers import wrap_env
+from tests.conftest import sampled_env
 
 
-class _ToyEnv(gym.Env):
-    """A few-step env over any observation space: the observation is a sample, the reward 1 for action 0."""
-
-    def __init__(self, observation_space: spaces.Space, n_actions: int = 3, length: int = 6):
-        self.observation_space, self.action_space, self.length = observation_space, spaces.Discrete(n_actions), length
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.observation_space.seed(seed)
-        self.t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        self.t += 1
-        return self.observation_space.sample(), float(action == 0), self.t >= self.length, False, {}
+def _toy_env(observation_space: spaces.Space) -> gym.Env:
+    """A 6-step env over any observation space: the observation is a sample, the reward 1 for action 0."""
+    return sampled_env(observation_space, spaces.Discrete(3), length=6, reward=lambda action: action == 0)
 
 
 def _multi_discrete() -> gym.Env:
-    return _ToyEnv(spaces.MultiDiscrete([5, 300, 2, 7]))
+    return _toy_env(spaces.MultiDiscrete([5, 300, 2, 7]))
 
 
 def _multi_binary() -> gym.Env:
-    return _ToyEnv(spaces.MultiBinary(10))
+    return _toy_env(spaces.MultiBinary(10))
 
 
 ENVS = {

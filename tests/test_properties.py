@@ -6,21 +6,22 @@ run draws a bounded number of examples; ``-m slow`` draws many more.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# resolve the lazy collect() before importing its module: importing jat_policy.data.collect first would leave the
-# package attribute `collect` pointing at the module, for every later test in this process
 from jat_policy.data import DatasetValidationError, EpisodeSchema, collect, validate_episode  # noqa: F401
 from jat_policy.data.collect import env_schema
 from jat_policy.data.experts import RandomExpert
 from jat_policy.data.rollout import play
 from jat_policy.wrappers import wrap_env
 from jat_policy.wrappers.common import MAX_DISCRETE_SIZE, MAX_DISCRETE_VALUE, STEP_KEYS
+
+# resolve the lazy collect() before importing its module: importing jat_policy.data.collect first would leave the
+# package attribute `collect` pointing at the module, for every later test in this process
+from tests.conftest import sampled_env
 
 FAST = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 DEEP = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,27 +70,9 @@ action_spaces = st.one_of(
 )
 
 
-class _SpaceEnv(gym.Env):
-    """Samples its observations: a two-step env over any spaces."""
-
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
-        self.observation_space, self.action_space = observation_space, action_space
-        self.t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.observation_space.seed(seed)
-        self.t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        self.t += 1
-        return self.observation_space.sample(), 1.0, self.t >= 2, False, {}
-
-
 def _check_wrap_env(observation_space: spaces.Space, action_space: spaces.Space) -> None:
     try:
-        env = wrap_env(_SpaceEnv(observation_space, action_space))
+        env = wrap_env(sampled_env(observation_space, action_space, length=2))
     except (ValueError, TypeError) as error:
         message = str(error)
         assert "space" in message.lower() or "values" in message.lower(), message  # names what was wrong
