@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from learning import PENDULUM_EXPERT, machine  # benchmarks/ is on sys.path when a script here runs
 
-from jat_policy.data.experts import SB3Expert
+from jat_policy.data.sb3_experts import SB3Expert
 from jat_policy.quickstart import collect_tasks
 from jat_policy.trainers.bc import cpu_supports_bf16
 from jat_policy.utils.cli_args import parse_args

@@ -49,7 +49,7 @@ import torch
 from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
 from transformers import TrainerCallback
 
-from jat_policy.data.experts import SB3Expert
+from jat_policy.data.sb3_experts import SB3Expert
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task

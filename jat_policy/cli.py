@@ -12,8 +12,8 @@ import sys
 
 # command -> (module, help line)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "collect": ("jat_policy.data.collect", "collect expert demonstrations into a Hub-schema dataset"),
-    "train-expert": ("jat_policy.data.experts", "train a stable-baselines3 expert for a Gymnasium env"),
+    "collect": ("jat_policy.data.collect_cli", "collect expert demonstrations into a Hub-schema dataset"),
+    "train-expert": ("jat_policy.data.train_expert", "train a stable-baselines3 expert for a Gymnasium env"),
     "train": ("jat_policy.trainers.bc", "behaviour-cloning training of a JAT model"),
     "evaluate": ("jat_policy.evaluation.cli", "roll out a policy and report raw / normalised scores"),
     "demo": ("jat_policy.quickstart", "offline quickstart: collect, train a tiny JAT, evaluate"),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,8 @@ from jat_policy.checkpoint import (
     write_checkpoint,
 )
 from jat_policy.configuration import JatConfig
+from jat_policy.encoding import cyclic_expand_dim, pad_discrete_slots
+from jat_policy.generation import TextGenerationMixin
 from jat_policy.losses import compute_ce_loss, compute_mse_loss, reduce_per_step_loss
 from jat_policy.vision import DualBatchReshapeWrapper, ImageDecoder, ImageEncoder, PatchEmbeddings
 
@@ -62,53 +63,6 @@ __all__ = [
     "resolve_model_dir",
     "write_checkpoint",
 ]
-
-
-def cyclic_expand_dim(tensor: Tensor, size: int) -> Tensor:
-    """Expands the last dimension cyclically: element ``i`` of the result is element ``i % X``.
-
-    Args:
-        tensor: Tensor of shape ``(..., X)``.
-        size: Target size, at least ``X``.
-
-    Returns:
-        Tensor of shape ``(..., size)``.
-
-    Example:
-        >>> cyclic_expand_dim(torch.tensor([[1, 2, 3]]), 7).tolist()
-        [[1, 2, 3, 1, 2, 3, 1]]
-    """
-    width = tensor.shape[-1]
-    if size < width:
-        raise ValueError(
-            f"Cannot expand a last dimension of {width} to {size}: the vector is larger than the model's "
-            f"max_continuous_size ({size}). Continuous observations (with the reward) must have at most {size} values."
-        )
-    index = torch.arange(size, device=tensor.device) % width
-    return tensor[..., index]
-
-
-def pad_discrete_slots(ids: Tensor, slots: int) -> Tensor:
-    """Right-pads discrete observations with 0 to the encoder's ``slots`` (``max_discrete_value``).
-
-    The one padding rule for discrete observations, applied inside the model so that training batches and the
-    policy's per-step tensors can never disagree. BabyAI's 148 ints + 64 mission tokens fill all 212 slots and
-    pass unchanged; smaller spaces (FrozenLake's one int, Taxi's, a MultiBinary) get zeros in the unused slots,
-    which the per-slot linear learns to ignore (the same slots are padding in every step of a task).
-
-    Args:
-        ids: ``(..., X)`` ints with ``X <= slots``.
-        slots: Width of the multi-discrete encoder.
-
-    Returns:
-        ``(..., slots)`` ints.
-
-    Example:
-        >>> pad_discrete_slots(torch.tensor([[3, 1]]), 4).tolist()
-        [[3, 1, 0, 0]]
-    """
-    missing = slots - ids.shape[-1]
-    return F.pad(ids, (0, missing)) if missing > 0 else ids  # (..., slots)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,7 +103,7 @@ class JatOutput(ModelOutput):
         return self.cache
 
 
-class JatModel(PreTrainedModel):
+class JatModel(TextGenerationMixin, PreTrainedModel):
     """The JAT model: modality encoders, a GPT-Neo backbone, and decoders.
 
     Example:
@@ -522,73 +476,6 @@ class JatModel(PreTrainedModel):
             keep = label_mask.bool()
             out.loss = F.cross_entropy(shift_logits[keep].float(), labels[keep])
         return out
-
-    # ------------------------------------------------------------------ generation
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: Tensor | None = None,
-        pixel_values: Tensor | None = None,
-        max_new_tokens: int = 20,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        eos_token_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """Text completion or captioning with the KV cache.
-
-        The prompt is ``input_ids`` (unpadded, same length for the batch), optionally after the
-        image's patch tokens (captioning). Rows that produced ``eos_token_id`` keep emitting it.
-
-        Args:
-            input_ids: ``(B, T)`` prompt ids; for captioning it may be ``None`` (start from the image).
-            pixel_values: ``(B, 3, 224, 224)`` images for captioning.
-            max_new_tokens: Number of tokens to add.
-            do_sample: Sample from the softmax instead of greedy decoding.
-            temperature: Softmax temperature when sampling.
-            top_k: Keep only the ``top_k`` most likely tokens when sampling.
-            eos_token_id: Stop token (default: the config's ``eos_token_id``).
-            generator: Random generator for sampling.
-
-        Returns:
-            ``(B, T + new)`` token ids: the prompt followed by the generated tokens.
-        """
-        if input_ids is None and pixel_values is None:
-            raise ValueError("generate() needs input_ids (a prompt) and/or pixel_values (an image to caption).")
-        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
-        batch = (input_ids if input_ids is not None else pixel_values).shape[0]
-        prompt = input_ids if input_ids is not None else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
-        # Greedy/sampled decoding never needs a loss; each step extends the cache of the previous one.
-        step_text = partial(
-            self._forward_text, attention_mask=None, position_ids=None, return_loss=False, use_cache=True
-        )
-        out = step_text(input_ids, pixel_values, past=None)
-        logits, cache = out.logits, out.cache
-        tokens, finished = [], torch.zeros(batch, dtype=torch.bool, device=self.device)
-        for _ in range(max_new_tokens):
-            next_token = self._pick_token(logits[:, -1], do_sample, temperature, top_k, generator)  # (B,)
-            if eos is not None:
-                next_token = torch.where(finished, torch.full_like(next_token, eos), next_token)
-                finished |= next_token == eos
-            tokens.append(next_token)
-            if bool(finished.all()):
-                break
-            step = step_text(next_token[:, None], None, past=cache)
-            logits, cache = step.logits, step.cache
-        return torch.cat([prompt, torch.stack(tokens, dim=1)], dim=1) if tokens else prompt
-
-    @staticmethod
-    def _pick_token(
-        logits: Tensor, do_sample: bool, temperature: float, top_k: int | None, generator: torch.Generator | None
-    ) -> Tensor:
-        if not do_sample:
-            return logits.argmax(dim=-1)
-        logits = logits.float() / max(temperature, 1e-6)
-        if top_k is not None:
-            kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
 
     # ------------------------------------------------------------------ serialisation
     def canonical_state_dict(self) -> dict[str, Tensor]:

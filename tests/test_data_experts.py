@@ -20,7 +20,7 @@ from jat_policy.data import (
     load_jat_dataset,
     train_expert,
 )
-from jat_policy.data.experts import sb3_algorithm
+from jat_policy.data.sb3_experts import sb3_algorithm
 from jat_policy.wrappers import make_env
 
 
@@ -189,7 +189,7 @@ def test_sb3_expert_safe_load_acts_like_the_pickled_load():
 
 
 def test_collect_cli_unpickles_only_with_trust_pickle(tmp_path):
-    from jat_policy.data.collect import CollectOptions, _expert_from_options
+    from jat_policy.data.collect_cli import CollectOptions, _expert_from_options
     from jat_policy.utils.cli_args import parse_args
 
     argv = ["--task", "mujoco-pendulum", "--expert", str(PENDULUM_ZIP)]

@@ -64,8 +64,9 @@ def test_reward_shift_on_success():
     bot = BabyAIBot(env.unwrapped)
     assert obs["reward"][0] == 0.0
     for _ in range(64):
-        obs, reward, terminated, truncated, _ = env.step(bot.replan())
+        obs, reward, terminated, truncated, info = env.step(bot.replan())
         assert obs["reward"][0] == np.float32(reward)
+        assert info["success"] == terminated  # the bot's mission is done exactly when the episode ends
         if terminated:
             break
     assert terminated and reward > 0 and obs["reward"][0] == np.float32(reward)
@@ -74,8 +75,9 @@ def test_reward_shift_on_success():
 def test_truncation_at_max_steps():
     env = make_env("babyai-go-to-red-ball-grey")  # max_steps = 64
     env.reset(seed=0)
-    flags = [env.step(6)[2:4] for _ in range(64)]  # "done" never solves GoTo: the episode runs out
-    assert flags == [(False, False)] * 63 + [(False, True)]
+    steps = [env.step(6) for _ in range(64)]  # "done" never solves GoTo: the episode runs out
+    assert [step[2:4] for step in steps] == [(False, False)] * 63 + [(False, True)]
+    assert not any(step[4]["success"] for step in steps)  # a timeout is no success
     env = make_env("babyai-go-to-red-ball-grey", max_episode_steps=5)
     env.reset(seed=0)
     assert [env.step(0)[3] for _ in range(5)] == [False] * 4 + [True]

@@ -273,3 +273,18 @@ def test_docstring_examples_run(module):
     name = "jat_policy.tasks" if module == "tasks" else f"jat_policy.wrappers.{module}".removesuffix(".__init__")
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0, result
+
+
+def test_success_is_any_step_of_either_key():
+    from jat_policy.wrappers.common import update_success, vector_step_success
+
+    flag = None
+    for info in ({}, {"success": 0.0}, {"success": 1.0}, {"success": 0.0}):  # Meta-World: success at any step
+        flag = update_success(flag, info)
+    assert flag is True
+    assert update_success(None, {}) is None  # an env without a success key has no success rate
+    assert update_success(None, {"is_success": False}) is False
+    assert update_success(update_success(None, {"is_success": True}), {"is_success": False}) is True
+    infos = {"is_success": np.array([True, True, False]), "_is_success": np.array([True, False, True])}
+    np.testing.assert_array_equal(vector_step_success(infos, 3), [True, False, False])  # masked entries are no news
+    assert vector_step_success({}, 3) is None

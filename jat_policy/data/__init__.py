@@ -50,10 +50,10 @@ _MODULES: dict[str, list[str]] = {
         "ExpertFailure",
         "MetaWorldScriptedExpert",
         "RandomExpert",
-        "SB3Expert",
         "make_expert",
-        "train_expert",
     ],
+    "jat_policy.data.sb3_experts": ["SB3Expert"],
+    "jat_policy.data.train_expert": ["train_expert"],
 }
 # public name -> module defining it
 _LAZY: dict[str, str] = {name: module for module, names in _MODULES.items() for name in names}
@@ -104,9 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ExpertFailure,
         MetaWorldScriptedExpert,
         RandomExpert,
-        SB3Expert,
         make_expert,
-        train_expert,
     )
     from jat_policy.data.hub import push_to_hub
     from jat_policy.data.images import encode_frame, frame_to_image, frame_to_png, image_to_frame
@@ -118,6 +116,7 @@ if TYPE_CHECKING:  # pragma: no cover
         load_metadata,
         load_reference_scores,
     )
+    from jat_policy.data.sb3_experts import SB3Expert
     from jat_policy.data.schema import (
         ATARI_FEATURES,
         BABYAI_FEATURES,
@@ -130,6 +129,7 @@ if TYPE_CHECKING:  # pragma: no cover
         schema_for_task,
     )
     from jat_policy.data.storage import METADATA_FILE, save_dataset
+    from jat_policy.data.train_expert import train_expert
     from jat_policy.data.validation import validate_dataset, validate_episode, validate_features
 
 

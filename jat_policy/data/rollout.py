@@ -17,6 +17,7 @@ import numpy as np
 
 from jat_policy.data.columns import ACTION_COLUMNS, OBSERVATION_COLUMNS, REWARD_COLUMN
 from jat_policy.data.experts import ExpertFailure, silenced_stdout
+from jat_policy.wrappers.common import update_success
 
 
 @dataclasses.dataclass
@@ -82,15 +83,6 @@ class _Recorder:
         return row
 
 
-def _update_success(flag: bool | None, info: dict[str, Any]) -> bool | None:
-    """Meta-World reports ``info["success"]`` every step (success = at any step); SB3-style envs ``is_success``."""
-    if "success" in info:
-        return bool(flag) or bool(info["success"])
-    if "is_success" in info:
-        return bool(info["is_success"])
-    return flag
-
-
 def run_episode(
     env: Any, expert: Callable[[dict[str, Any]], Any], seed: int, max_steps: int | None = None, index: int = 0
 ) -> EpisodeResult:
@@ -118,13 +110,11 @@ def run_episode(
             action = recorder.act(expert(obs))
             obs, reward, terminated, truncated, info = env.step(action)
             recorder.rewards.append(float(reward))
-            success = _update_success(success, info)
+            success = update_success(success, info)
             if terminated or truncated or (max_steps is not None and len(recorder.rewards) >= max_steps):
                 break
     except ExpertFailure as failure:
         return EpisodeResult(index, seed, None, failure=str(failure), seconds=time.perf_counter() - start)
-    if success is None and "text_observation" in recorder.keys:  # BabyAI: a positive reward ends a solved mission
-        success = bool(terminated and reward > 0)
     rewards = recorder.rewards
     return EpisodeResult(
         index, seed, recorder.row(), float(np.sum(rewards, dtype=np.float64)), len(rewards), success,

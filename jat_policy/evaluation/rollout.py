@@ -27,6 +27,7 @@ from jat_policy.evaluation.results import (
 )
 from jat_policy.evaluation.scores import NormalizedScores, get_reference_scores, lookup_task
 from jat_policy.tasks import RL_DOMAINS, resolve_tasks
+from jat_policy.wrappers.common import vector_step_success
 
 __all__ = [
     "EnvFn",
@@ -191,13 +192,6 @@ def _make_vector_env(task: str, env_fn: EnvFn, n_envs: int, max_episode_steps: i
     return gym.vector.SyncVectorEnv([one] * n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
-def _success_flags(infos: Mapping[str, Any], n_envs: int) -> np.ndarray | None:
-    if "success" not in infos:
-        return None
-    mask = np.asarray(infos.get("_success", np.ones(n_envs, dtype=bool)), dtype=bool)
-    return mask & np.asarray(infos["success"]).astype(bool)
-
-
 def _rollout(
     vec: gym.vector.SyncVectorEnv,
     predictor: Predictor,
@@ -227,7 +221,7 @@ def _rollout(
         obs, rewards, terminated, truncated, infos = vec.step(actions)
         ep_return += rewards
         ep_length += 1
-        flags = _success_flags(infos, n_envs)
+        flags = vector_step_success(infos, n_envs)
         if flags is not None:
             ep_success |= flags
             successes = np.zeros(n_episodes, dtype=bool) if successes is None else successes

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from jat_policy.utils.lazy import lazy_attributes
 
 _LAZY = {
-    "TrainOptions": "jat_policy.trainers.bc",
+    "TrainOptions": "jat_policy.trainers.options",
     "train": "jat_policy.trainers.bc",
     "find_last_checkpoint": "jat_policy.trainers.bc",
     "MultiTaskDataset": "jat_policy.trainers.sampling",

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 
 from jat_policy.wrappers.common import require
 from jat_policy.wrappers.generic import wrap_env
 
-__all__ = ["QuietReset", "make_babyai"]
+__all__ = ["MissionSuccess", "QuietReset", "make_babyai"]
 
 
 class QuietReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -49,6 +49,27 @@ class QuietReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return self.env.reset(seed=seed, options=options)
 
 
+class MissionSuccess(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Reports ``info["success"]`` at every step: the mission is done (minigrid pays a reward > 0 only then).
+
+    minigrid's reward is ``1 - 0.9 * steps / max_steps`` on the step that completes the mission and 0 otherwise, so
+    success is ``terminated and reward > 0``; a timeout or a failed mission is ``False``.
+
+    Args:
+        env: A minigrid env.
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Steps the env and adds ``info["success"]``."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info["success"] = bool(terminated and float(reward) > 0)
+        return obs, reward, terminated, truncated, info
+
+
 def make_babyai(
     env_id: str, *, text_as_bytes: bool = False, render_mode: str | None = None, **make_kwargs: Any
 ) -> gym.Env:
@@ -68,5 +89,5 @@ def make_babyai(
     """
     minigrid = require("minigrid", "babyai", "BabyAI tasks")
     gym.register_envs(minigrid)
-    env = QuietReset(gym.make(env_id, render_mode=render_mode, **make_kwargs))
+    env = MissionSuccess(QuietReset(gym.make(env_id, render_mode=render_mode, **make_kwargs)))
     return wrap_env(env, text_as_bytes=text_as_bytes)

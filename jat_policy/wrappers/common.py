@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, SupportsFloat
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_CONTINUOUS_SIZE",
     "MAX_DISCRETE_SIZE",
     "STEP_KEYS",
+    "SUCCESS_KEYS",
     "TEXT_BYTES",
     "TEXT_CHARSET",
     "TextAsBytes",
@@ -42,7 +44,11 @@ __all__ = [
     "encode_text",
     "is_image_space",
     "is_text_space",
+    "raw_continuous",
     "require",
+    "step_success",
+    "update_success",
+    "vector_step_success",
 ]
 
 MAX_CONTINUOUS_SIZE = 377  # JAT's continuous encoder input: observation + previous reward
@@ -457,6 +463,46 @@ class ChannelLast(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """Move axis 0 last (a contiguous copy)."""
         return np.ascontiguousarray(np.moveaxis(np.asarray(observation), 0, -1))  # (C, H, W) -> (H, W, C)
+
+
+# Where envs report success in ``info``: Meta-World and our BabyAI wrapper say "success", SB3-style envs "is_success".
+SUCCESS_KEYS = ("success", "is_success")
+
+
+def step_success(info: Mapping[str, Any]) -> bool | None:
+    """Whether this step reports success (the first of :data:`SUCCESS_KEYS` present), or ``None`` if none is."""
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return bool(info[key])
+    return None
+
+
+def update_success(flag: bool | None, info: Mapping[str, Any]) -> bool | None:
+    """The one success rule of collection and evaluation: an episode succeeds if any of its steps reports success.
+
+    Args:
+        flag: The episode's flag so far (``None`` while no step reported success either way).
+        info: The step's ``info``.
+
+    Returns:
+        The updated flag; ``None`` if neither this step nor an earlier one has a success key.
+    """
+    success = step_success(info)
+    return flag if success is None else bool(flag) or success
+
+
+def vector_step_success(infos: Mapping[str, Any], n_envs: int) -> np.ndarray | None:
+    """:func:`step_success` for a vector env's ``infos`` (arrays with ``_<key>`` masks): ``(n_envs,)`` or None."""
+    for key in SUCCESS_KEYS:
+        if key in infos:
+            mask = np.asarray(infos.get(f"_{key}", np.ones(n_envs, dtype=bool)), dtype=bool)  # (n_envs,)
+            return mask & np.asarray(infos[key]).astype(bool)
+    return None
+
+
+def raw_continuous(obs: dict[str, Any]) -> np.ndarray:
+    """The env's own observation: a step dict's ``continuous_observation`` without the reward appended to it."""
+    return np.asarray(obs["continuous_observation"])[:-1]  # (n,)
 
 
 def unwrap_to(env: gym.Env, cls: type | tuple[type, ...]) -> gym.Env | None:
