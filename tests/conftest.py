@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,3 +81,37 @@ def sampled_env(observation_space, action_space=None, length: int = 6, reward=la
             return self.observation_space.sample(), float(reward(action)), self.t >= length, False, {}
 
     return SampledEnv()
+
+
+def save_tiny_jat(path: Path, **preset_overrides) -> Path:
+    """Saves a seeded jat-tiny (with ``preset_overrides``) and its default processor to ``path``; returns ``path``."""
+    import torch
+
+    from jat_policy.configuration import JatConfig
+    from jat_policy.modeling import JatModel
+    from jat_policy.processing import JatProcessor
+
+    config = JatConfig.from_preset("jat-tiny", **preset_overrides)
+    torch.manual_seed(0)
+    JatModel(config).save_pretrained(path)
+    JatProcessor.from_config(config).save_pretrained(path)
+    return path
+
+
+def assert_continuous_rollout(env, steps: int) -> list[tuple[bool, dict]]:
+    """Steps ``env`` with random actions, checking the step dict: float32, in its space, reward appended last.
+
+    Returns:
+        Each step's ``(terminated, info)``.
+    """
+    history = []
+    obs, _ = env.reset(seed=0)
+    assert obs in env.observation_space and obs["continuous_observation"][-1] == 0.0
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert obs in env.observation_space and obs["continuous_observation"].dtype == np.float32
+        assert obs["continuous_observation"][-1] == np.float32(reward)
+        history.append((terminated, info))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return history

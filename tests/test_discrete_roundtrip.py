@@ -7,18 +7,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium import spaces
 
-from jat_policy.configuration import JatConfig
 from jat_policy.data import collect, load_jat_dataset
 from jat_policy.evaluation import evaluate
-from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
-from jat_policy.processing import JatProcessor
 from jat_policy.trainers.bc import TrainOptions, train
 from jat_policy.wrappers import wrap_env
-from tests.conftest import sampled_env
+from tests.conftest import sampled_env, save_tiny_jat
 
 
 def _toy_env(observation_space: spaces.Space) -> gym.Env:
@@ -45,11 +41,7 @@ ENVS = {
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny-discrete-model")
-    config = JatConfig.from_preset("jat-tiny", hidden_size=32, num_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    JatModel(config).save_pretrained(path)
-    JatProcessor.from_config(config).save_pretrained(path)
-    return path
+    return save_tiny_jat(path, hidden_size=32, num_heads=2, max_position_embeddings=64)
 
 
 @pytest.mark.parametrize("task", sorted(ENVS))

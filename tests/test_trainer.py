@@ -18,11 +18,11 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from jat_policy.configuration import JatConfig
 from jat_policy.data import EpisodeSchema, get_features
 from jat_policy.modeling import JatModel
 from jat_policy.processing import JatProcessor
 from jat_policy.trainers.bc import TrainOptions, cli_main, find_last_checkpoint, train
+from tests.conftest import save_tiny_jat
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,12 +76,9 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A hidden-64 JAT (2 layers) saved with the default processor: the smallest that covers every module."""
-    path = tmp_path_factory.mktemp("tiny-model")
-    config = JatConfig.from_preset("jat-tiny", hidden_size=64, num_heads=2, max_position_embeddings=256)
-    torch.manual_seed(0)
-    JatModel(config).save_pretrained(path)
-    JatProcessor.from_config(config).save_pretrained(path)
-    return path
+    return save_tiny_jat(
+        tmp_path_factory.mktemp("tiny-model"), hidden_size=64, num_heads=2, max_position_embeddings=256
+    )
 
 
 class _Losses(TrainerCallback):

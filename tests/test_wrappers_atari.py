@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from jat_policy.wrappers import EpisodicLife, FireReset, make_env
 from jat_policy.wrappers.common import unwrap_to
@@ -120,13 +117,3 @@ def test_fire_reset_needs_fire():
         FireReset(gym.make("ALE/Freeway-v5"))  # NOOP, UP, DOWN
     with pytest.raises(ValueError, match="not an ALE environment"):
         EpisodicLife(gym.make("CartPole-v1"))
-
-
-def test_check_env():
-    check_env(make_env("atari-breakout"), skip_render_check=True)
-
-
-def test_missing_ale_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "ale_py", None)
-    with pytest.raises(ImportError, match=r'pip install "jat-policy\[atari\]"'):
-        make_env("atari-pong")

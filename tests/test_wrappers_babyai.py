@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from jat_policy.tasks import get_task
 from jat_policy.wrappers import decode_text, make_env
@@ -89,14 +86,3 @@ def test_text_as_bytes():
     obs, _ = env.reset(seed=4)
     assert obs in env.observation_space
     assert decode_text(obs["text_observation"]) == _raw("babyai-pickup").reset(seed=4)[0]["mission"]
-
-
-def test_check_env():
-    check_env(make_env("babyai-go-to-local"), skip_render_check=True)
-    check_env(make_env("babyai-go-to-local", text_as_bytes=True), skip_render_check=True)
-
-
-def test_missing_minigrid_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "minigrid", None)
-    with pytest.raises(ImportError, match=r'pip install "jat-policy\[babyai\]"'):
-        make_env("babyai-go-to")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from jat_policy.wrappers import make_env, make_metaworld
 from jat_policy.wrappers.metaworld import v3_name
+from tests.conftest import assert_continuous_rollout
 
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:.*(different from the unwrapped|infinity|Constant\(s\) may be too high)"
@@ -31,12 +29,7 @@ def test_spaces_rollout_and_reward_shift(reach):
     )
     assert np.all(high[36:39] > low[36:39])  # the goal is visible, so its bounds are not metaworld's stale 0..0
     assert env.action_space == gym.spaces.Box(-1, 1, (4,), np.float32)
-    obs, _ = env.reset(seed=0)
-    assert obs in env.observation_space and obs["continuous_observation"][-1] == 0.0
-    for _ in range(10):
-        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        assert obs in env.observation_space and obs["continuous_observation"].dtype == np.float32
-        assert obs["continuous_observation"][-1] == np.float32(reward)
+    for terminated, info in assert_continuous_rollout(env, 10):
         assert "success" in info and not terminated
 
 
@@ -99,13 +92,3 @@ def test_names_and_errors():
         make_metaworld("fly-v3")
     with pytest.raises(ValueError, match="max_episode_steps"):
         make_metaworld("reach", max_episode_steps=0)
-
-
-def test_check_env(reach):
-    check_env(reach, skip_render_check=True)
-
-
-def test_missing_metaworld_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "metaworld", None)
-    with pytest.raises(ImportError, match=r'pip install "jat-policy\[metaworld\]"'):
-        make_env("metaworld-reach")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from jat_policy.wrappers import make_env
 from jat_policy.wrappers.mujoco import with_version
+from tests.conftest import assert_continuous_rollout
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:.*(different from the unwrapped|infinity|symmetric and normalized|is out of date)"
@@ -36,14 +35,7 @@ def test_sizes_dtypes_rollout(task):
         {"continuous_observation": gym.spaces.Box(-np.inf, np.inf, (n_obs + 1,), np.float32)}
     )
     assert isinstance(env.action_space, gym.spaces.Box) and env.action_space.shape == (n_act,)
-    obs, _ = env.reset(seed=0)
-    assert obs in env.observation_space and obs["continuous_observation"][-1] == 0.0
-    for _ in range(5):
-        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-        assert obs in env.observation_space and obs["continuous_observation"].dtype == np.float32
-        assert obs["continuous_observation"][-1] == np.float32(reward)
-        if terminated or truncated:
-            obs, _ = env.reset()
+    assert_continuous_rollout(env, 5)
 
 
 def test_raw_values_are_kept():
@@ -75,13 +67,3 @@ def test_truncation_at_the_env_limit():
     env.reset(seed=0)
     flags = [env.step(np.zeros(2, np.float32))[3] for _ in range(50)]
     assert flags == [False] * 49 + [True]
-
-
-def test_check_env():
-    check_env(make_env("mujoco-pendulum"), skip_render_check=True)
-
-
-def test_missing_mujoco_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mujoco", None)
-    with pytest.raises(ImportError, match=r'pip install "jat-policy\[mujoco\]"'):
-        make_env("mujoco-hopper")
