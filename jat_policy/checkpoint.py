@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -41,6 +42,7 @@ __all__ = [
     "hub_reachable",
     "load_jat_config",
     "load_tokenizer",
+    "looks_local",
     "read_model_weights",
     "read_policy_config",
     "read_processor_config",
@@ -68,6 +70,39 @@ WTE_ALIASES = ("transformer.wte.weight", "single_discrete_encoder.weight", "mult
 # --------------------------------------------------------------------------------------------------
 
 
+# A Hub repo id is ``namespace/name`` of these characters; the folders our own commands write by default are
+# local even when they do not exist yet (``runs/nope`` is a missing run, not a Hub user called "runs").
+_HUB_ID_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_LOCAL_ROOTS = ("runs", "quickstart", "experts", "data", "checkpoints", "outputs")
+
+
+def looks_local(name_or_path: str | os.PathLike) -> bool:
+    """Whether a string that is not an existing directory is meant as a local path rather than a Hub repo id.
+
+    Local: it starts with ``.``, ``/`` or ``~``, uses the OS separator (Windows), is not ``namespace/name``
+    with Hub characters, or its first part is an existing folder or one our commands write (``runs/...``).
+    """
+    name = str(name_or_path)
+    if name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+        return True
+    parts = name.split("/")
+    if len(parts) != 2 or not all(_HUB_ID_PART.fullmatch(part) for part in parts):
+        return True
+    return parts[0] in _LOCAL_ROOTS or Path(parts[0]).is_dir()
+
+
+def _missing_directory(name: str) -> FileNotFoundError:
+    path = Path(name).expanduser()
+    if path.exists():
+        return FileNotFoundError(f"{name!r} is a file, not a checkpoint directory.")
+    parent = next((p for p in path.parents if p.is_dir()), None)
+    hint = ""
+    if parent is not None and parent != Path("."):
+        entries = sorted(p.name for p in parent.iterdir() if p.is_dir())[:6]
+        hint = f"; {parent}/ holds: {', '.join(entries)}" if entries else f"; {parent}/ has no sub-folders"
+    return FileNotFoundError(f"No such directory: {name!r} (no checkpoint there{hint}).")
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
     """Returns a local directory for a checkpoint: the path itself, or a Hub snapshot download.
 
@@ -77,22 +112,28 @@ def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = No
 
     Returns:
         The directory.
+
+    Raises:
+        FileNotFoundError: For a path that looks local (:func:`looks_local`) and is not a directory.
+        OSError: When a Hub repo id cannot be fetched (offline, unknown repo).
     """
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(name_or_path).startswith((".", "/")) or str(name_or_path).count("/") != 1:
-        raise FileNotFoundError(f"No checkpoint directory at {str(name_or_path)!r} (and it is not a Hub repo id).")
-    from huggingface_hub import snapshot_download
+    if path.exists() or looks_local(name_or_path):
+        raise _missing_directory(str(name_or_path))
+    from huggingface_hub import constants, snapshot_download
 
     try:
         local = snapshot_download(
             str(name_or_path), revision=revision, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]
         )
     except Exception as err:  # offline mode, no network, unknown repo: one clear message
+        offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "TRUE")
+        why = "Offline mode: HF_HUB_OFFLINE=1" if offline else f"{type(err).__name__}: {err}"
         raise OSError(
-            f"Could not fetch {str(name_or_path)!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            "Offline (HF_HUB_OFFLINE=1) only local directories load: pass the path of a saved checkpoint."
+            f"{str(name_or_path)!r} is not a local directory and could not be fetched from the Hugging Face Hub "
+            f"({why}). Pass the path of a saved checkpoint, e.g. runs/jat-bc/final."
         ) from err
     return Path(local)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,12 +63,11 @@ def cli_main(argv: list[str] | None = None) -> int:
     Returns:
         The exit code (0 on success, 2 on bad arguments).
     """
-    from jat_policy.utils.cli_args import parse_args
+    from jat_policy.utils.cli_args import parse_args, usage_error
 
     args = parse_args(EvaluateArgs, argv, prog="jat-policy evaluate")
     if not args.model or not args.tasks:
-        print("jat-policy evaluate: give --model <dir>|random and --tasks a,b (see --help).", file=sys.stderr)
-        return 2
+        return usage_error("jat-policy evaluate", "give --model <dir>|random and --tasks a,b (see --help)")
     is_random = args.model == "random"
     policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model)
     result = evaluate(

@@ -2,33 +2,70 @@
 
 Each field needs a type, a default and a help line (``field(metadata={"help": ...})``), in the
 spirit of cleanrl's ``Args`` dataclass. ``bool`` fields become ``--flag / --no-flag``; ``list[str]``
-fields accept comma-separated values.
+fields accept comma-separated values. A usage mistake (unknown option, bad value) prints one line,
+``<prog>: error: <what> (see <prog> --help)``, and exits with code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+import sys
 import typing
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 T = TypeVar("T")
+
+# reST/Sphinx markup in docstrings used as --help text: :func:`~a.b.c` -> c, :mod:`a.b` -> a.b, ``x`` -> x.
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line on stderr, exit code 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``<prog>: error: <message> (see <prog> --help)`` and exits with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def usage_error(prog: str, message: str) -> int:
+    """Prints a usage mistake as the one line every command uses and returns exit code 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as plain text for ``--help``: Sphinx roles and double-backtick literals unwrapped."""
+    import inspect
+
+    return _LITERAL.sub(r"\1", _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], inspect.cleandoc(doc)))
 
 
 def _parse_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _default_suffix(help_: str, default: Any) -> str:
+    """`` (default: x)``, unless the help line already says its default or there is none to show."""
+    if "default" in help_.lower() or default in (None, "", []):
+        return ""
+    shown = ",".join(map(str, default)) if isinstance(default, list) else repr(default)
+    return f" (default: {shown})"
+
+
 def _argument_kwargs(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"help": field.metadata.get("help", "")}
+    help_ = field.metadata.get("help", "")
     default = field.default if field.default is not dataclasses.MISSING else None
     if field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
         default = field.default_factory()  # type: ignore[misc]
-    kwargs["default"] = default
+    kwargs: dict[str, Any] = {"default": default, "help": help_ + _default_suffix(help_, default)}
     origin = typing.get_origin(hint)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if hint is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
+        kwargs["help"] = help_ + ("" if default is None else f" (default: {'on' if default else 'off'})")
     elif origin is list or (args and typing.get_origin(args[0]) is list):
         kwargs["type"] = _parse_list
     elif args:  # Optional[X] / X | None
@@ -37,7 +74,6 @@ def _argument_kwargs(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
         kwargs["type"] = hint
     if "choices" in field.metadata:
         kwargs["choices"] = field.metadata["choices"]
-    kwargs["help"] += f" (default: {default!r})"
     return kwargs
 
 
@@ -47,12 +83,17 @@ def build_parser(cls: type, prog: str, description: str = "") -> argparse.Argume
     Args:
         cls: A dataclass type whose fields carry ``metadata={"help": ...}``.
         prog: Program name shown in ``--help``.
-        description: Text shown above the options.
+        description: Text shown above the options (Sphinx markup is stripped; line breaks are kept).
 
     Returns:
         The parser.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__)
+    parser = OneLineParser(
+        prog=prog,
+        description=plain_text(description or cls.__doc__ or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Add --debug (or set JAT_POLICY_DEBUG=1) to see a full traceback on errors.",
+    )
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
