@@ -148,23 +148,6 @@ def _normalised_mean(res: Any) -> float | None:
     return None if scores is None else float(scores.mean())
 
 
-def _format_table(result: Any) -> str:
-    columns = ("task", "episodes", "return", "normalised", "expert", "random", "success")
-    widths = (-24, 8, 16, 11, 9, 9, 8)
-    header = " ".join(f"{c:<{-w}}" if w < 0 else f"{c:>{w}}" for c, w in zip(columns, widths, strict=True))
-    lines = [header, "-" * len(header)]
-    for task, res in result.tasks.items():
-        ref = res.reference
-        norm = _normalised_mean(res)
-        success = f"{res.successes.mean():.0%}" if res.successes is not None else "-"
-        lines.append(
-            f"{task:<24} {len(res.returns):>8} {res.mean_return:>9.3f} ± {res.returns.std():<5.2f}"
-            f"{(f'{norm:.3f}' if norm is not None else 'undefined'):>11} "
-            f"{(ref.expert if ref else float('nan')):>9.3f} {(ref.random if ref else float('nan')):>9.3f} {success:>8}"
-        )
-    return "\n".join(lines)
-
-
 def run_demo(options: DemoOptions) -> dict[str, Any]:
     """Runs collect → train → evaluate and returns the summary that is also written to ``results.json``.
 
@@ -175,6 +158,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         A summary with the checkpoint path, the evaluation JSON path, the plot paths and per-task scores.
     """
     from jat_policy.evaluation import evaluate, jat_policy_factory, plot_results
+    from jat_policy.evaluation.report import format_results
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
@@ -204,8 +188,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     json_path = result.save_json(results_dir / "evaluation.json")
     plots = plot_results(result, results_dir)
     print()
-    print(_format_table(result))
-    print("\nscores: raw returns; normalised = (return - random) / (expert - random) with this run's collected scores")
+    print(format_results(result))
     print(f"results: {json_path}")
     for plot in plots:
         print(f"plot: {plot}")

@@ -8,7 +8,7 @@ hand out a :class:`ScoreReference`. Standard library only, so :mod:`jat_policy.t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ScoreReference"]
@@ -27,16 +27,23 @@ class ScoreReference:
         expert: Mean return of the expert that produced the dataset.
         human: Mean human score (Atari only), or None.
         source: Where the numbers come from: ``"registry"``, ``"dataset"`` or ``"user"``.
+        env_id: The environment (with its version) the scores were measured on, when known: a score normalised
+            by Meta-World v2 experts (the registry's) is not one normalised by v3 experts.
+        origin: Which registry file or dataset directory holds them, when known.
+
+    ``env_id`` and ``origin`` describe the numbers and are left out of ``==``.
 
     Example:
         >>> ScoreReference.coerce({"random": 0, "expert": 10}, "user")
-        ScoreReference(random=0.0, expert=10.0, human=None, source='user')
+        ScoreReference(random=0.0, expert=10.0, human=None, source='user', env_id=None, origin=None)
     """
 
     random: float
     expert: float
     human: float | None = None
     source: str = "user"
+    env_id: str | None = field(default=None, compare=False)
+    origin: str | None = field(default=None, compare=False)
 
     @classmethod
     def coerce(cls, value: Any, source: str = "user") -> ScoreReference | None:

@@ -170,7 +170,14 @@ class TaskSpec:
         """The random/expert/human scores as the library's one score type; None without both random and expert."""
         if self.random_score is None or self.expert_score is None:
             return None
-        return ScoreReference(self.random_score, self.expert_score, self.human_score, "registry")
+        return ScoreReference(
+            self.random_score,
+            self.expert_score,
+            self.human_score,
+            "registry",
+            env_id=self.reference_env_id or self.env_id,
+            origin="the JAT reference's scores_dict.json",
+        )
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -355,6 +355,7 @@ class ReferenceScores:
         success_rate: Fraction of successful expert episodes when the env reports success.
         env_id: The environment the data came from (with its version).
         expert: The expert's name.
+        directory: The dataset's folder.
     """
 
     task: str
@@ -367,13 +368,16 @@ class ReferenceScores:
     success_rate: float | None = None
     env_id: str | None = None
     expert: str | None = None
+    directory: str | None = None
 
     @property
     def reference(self) -> ScoreReference | None:
         """The scores as the library's one score type; None when no random score was measured."""
         if self.random_mean is None:
             return None
-        return ScoreReference(self.random_mean, self.expert_mean, None, "dataset")
+        return ScoreReference(
+            self.random_mean, self.expert_mean, None, "dataset", env_id=self.env_id, origin=self.directory
+        )
 
 
 def load_metadata(path: str | os.PathLike, task: str) -> dict[str, Any]:
@@ -407,6 +411,7 @@ def load_reference_scores(path: str | os.PathLike, task: str) -> ReferenceScores
         The expert (dataset mean return) and random (random-policy mean return) scores.
     """
     metadata = load_metadata(path, task)
+    directory = find_local_dataset(task, path).directory
     scores = metadata.get("scores") or {}
     expert, random = scores.get("expert") or {}, scores.get("random") or {}
     if "mean" not in expert:
@@ -422,4 +427,5 @@ def load_reference_scores(path: str | os.PathLike, task: str) -> ReferenceScores
         success_rate=scores.get("success_rate"),
         env_id=(metadata.get("env") or {}).get("id"),
         expert=(metadata.get("expert") or {}).get("name"),
+        directory=str(directory),
     )

@@ -6,6 +6,7 @@ One module per concept, each importable on its own:
 * :mod:`~jat_policy.evaluation.rollout`: :func:`evaluate` over anything with SB3's ``predict`` (gymnasium);
 * :mod:`~jat_policy.evaluation.results`: :class:`TaskResult`, :class:`EvaluationResult`, strict JSON;
 * :mod:`~jat_policy.evaluation.plots`: the paper's figures (matplotlib);
+* :mod:`~jat_policy.evaluation.report`: the printed results table, with the source of every reference score;
 * :mod:`~jat_policy.evaluation.cli`: ``jat-policy evaluate``.
 
 The names below are re-exported lazily, so ``import jat_policy.evaluation.scores`` needs neither gymnasium nor
@@ -46,11 +47,12 @@ _EXPORTS = {
     "jat_policy_factory": "rollout",
     "random_policy_factory": "rollout",
     "plot_results": "plots",
+    "format_results": "report",
     "EvaluateArgs": "cli",
     "cli_main": "cli",
 }
 
-_SUBMODULES = ("scores", "results", "rollout", "plots", "cli")
+_SUBMODULES = ("scores", "results", "rollout", "plots", "report", "cli")
 
 __all__ = sorted(_EXPORTS)
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from jat_policy.evaluation.plots import plot_results
-from jat_policy.evaluation.results import EvaluationResult
+from jat_policy.evaluation.report import format_results
 from jat_policy.evaluation.rollout import evaluate, jat_policy_factory, random_policy_factory
 
 __all__ = ["EvaluateArgs", "cli_main"]
@@ -34,24 +32,24 @@ class EvaluateArgs:
     output: str = field(
         default="", metadata={"help": "JSON path (default: <model>/evaluations.json, or ./evaluations.json)"}
     )
-    dataset: str = field(default="", metadata={"help": "dataset whose metadata holds user tasks' reference scores"})
+    dataset: str = field(
+        default="",
+        metadata={
+            "help": "collected dataset folder (the --out of `jat-policy collect`) whose jat_metadata.json reference "
+            "scores normalise every task it holds, registered or not (default: the checkpoint's training data, "
+            "then the registry)"
+        },
+    )
+    checkpoint_references: bool = field(
+        default=True,
+        metadata={
+            "help": "normalise with the reference scores of the datasets the checkpoint was trained on (its "
+            "training_data.json); --no-checkpoint-references: the registry's (the JAT paper's experts)"
+        },
+    )
     plots: bool = field(default=True, metadata={"help": "save PNG plots next to the JSON"})
     bootstrap_reps: int = field(default=2000, metadata={"help": "bootstrap replications for the CIs"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
-
-
-def _print_summary(result: EvaluationResult) -> None:
-    print(f"{'task':<36} {'raw mean ± std':>22} {'normalised':>11} {'paper JAT':>10}")
-    for r in result.tasks.values():
-        norm = r.expert_normalized
-        shown = f"{norm.scores.mean():.3f}" if norm.scores is not None else norm.status
-        paper = "-" if r.paper_jat_normalized is None else f"{r.paper_jat_normalized:.2f}"
-        print(f"{r.task:<36} {f'{r.mean_return:.2f} ± {np.std(r.returns):.2f}':>22} {shown:>11} {paper:>10}")
-    for domain, kinds in result.aggregates.items():
-        for kind, agg in kinds.items():
-            if agg is not None:
-                ci = "n/a" if agg["iqm_ci"] is None else f"[{agg['iqm_ci'][0]:.3f}, {agg['iqm_ci'][1]:.3f}]"
-                print(f"{domain} {kind}: IQM {agg['iqm']:.3f} CI {ci}, mean {agg['mean']:.3f}")
 
 
 def cli_main(argv: list[str] | None = None) -> int:
@@ -68,6 +66,10 @@ def cli_main(argv: list[str] | None = None) -> int:
     args = parse_args(EvaluateArgs, argv, prog="jat-policy evaluate")
     if not args.model or not args.tasks:
         return usage_error("jat-policy evaluate", "give --model <dir>|random and --tasks a,b (see --help)")
+    for name in ("episodes", "n_envs", "bootstrap_reps"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            return usage_error("jat-policy evaluate", f"{flag} must be >= 1, got {getattr(args, name)}")
     is_random = args.model == "random"
     policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model)
     result = evaluate(
@@ -81,6 +83,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         bootstrap_reps=args.bootstrap_reps,
         progress=args.progress,
         model_info={"path": args.model},
+        checkpoint_references=args.checkpoint_references,
     )
     if args.output:
         output = Path(args.output)
@@ -89,7 +92,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     else:
         output = Path("evaluations.json")
     result.save_json(output)
-    _print_summary(result)
+    print(format_results(result))
     print(f"Saved {output}")
     if args.plots:
         for path in plot_results(result, output.parent, prefix=f"{output.stem}_"):

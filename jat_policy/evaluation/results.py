@@ -52,13 +52,15 @@ class TaskResult:
         seeds: ``(n_episodes,)`` reset seed of each episode (``seed + episode index``).
         returns: ``(n_episodes,)`` raw undiscounted returns (Atari: whole games, unclipped).
         lengths: ``(n_episodes,)`` episode lengths in agent steps.
-        successes: ``(n_episodes,)`` success flags where the env reports ``info["success"]``, else None.
+        successes: ``(n_episodes,)`` success flags (see ``success_definition``), or None where there is no criterion.
         reference: The random / expert / human scores used, or None.
         expert_normalized: Expert-normalised scores.
         human_normalized: Human-normalised scores (Atari).
         paper_jat_score: The paper's raw JAT score on this task, if registered.
         paper_jat_normalized: The paper's expert-normalised JAT score, if registered.
         wall_time_s: Seconds spent on this task.
+        success_definition: What counts as a success on this task (the env's ``info["success"]``, BabyAI's
+            completed mission, the spec's ``reward_threshold``), or why there is none.
     """
 
     task: str
@@ -76,6 +78,7 @@ class TaskResult:
     paper_jat_score: float | None = None
     paper_jat_normalized: float | None = None
     wall_time_s: float = 0.0
+    success_definition: str | None = None
 
     @property
     def mean_return(self) -> float:
@@ -94,6 +97,7 @@ class TaskResult:
             "seeds": list(self.seeds),
             "raw": {"returns": raw["scores"], "mean": raw["mean"], "std": raw["std"], "lengths": _ints(self.lengths)},
             "success_rate": None if self.successes is None else float(np.mean(self.successes)),
+            "success_definition": self.success_definition,
             "reference": None if self.reference is None else dataclasses.asdict(self.reference),
             "expert_normalized": self.expert_normalized.to_dict(),
             "human_normalized": self.human_normalized.to_dict(),

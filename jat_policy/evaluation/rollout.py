@@ -109,11 +109,35 @@ def random_policy_factory(seed: int | None = 0) -> PolicyFactory:
     return build
 
 
+class _JatPolicyFactory:
+    """``policy_for(task, env)`` building a ``JatPolicy``; carries the checkpoint's training references."""
+
+    def __init__(self, model_dir: str | os.PathLike, policy_kwargs: dict[str, Any]) -> None:
+        from jat_policy.training_data import read_training_references
+
+        self.model_dir = model_dir
+        self.policy_kwargs = policy_kwargs
+        # {task: ScoreReference} of the datasets the checkpoint was trained on (its training_data.json)
+        self.reference_scores = read_training_references(model_dir) if os.path.isdir(model_dir) else {}
+
+    def __call__(self, task: str, env: gym.Env) -> Predictor:
+        try:
+            from jat_policy.policy import JatPolicy
+        except ImportError as err:  # pragma: no cover - depends on what is installed
+            raise ImportError(
+                f"Evaluating the checkpoint {str(self.model_dir)!r} needs jat_policy.policy.JatPolicy, which failed "
+                f"to import ({err}). Use --model random for a uniform random policy."
+            ) from err
+        return JatPolicy.from_pretrained(self.model_dir, env.observation_space, env.action_space, **self.policy_kwargs)
+
+
 def jat_policy_factory(model_dir: str | os.PathLike, **policy_kwargs: Any) -> PolicyFactory:
     """Returns ``policy_for(task, env)`` that builds a ``JatPolicy`` for each task's spaces.
 
     The checkpoint is loaded lazily (``jat_policy.policy`` imports torch), once per task, with
-    ``JatPolicy.from_pretrained(model_dir, observation_space, action_space, **policy_kwargs)``.
+    ``JatPolicy.from_pretrained(model_dir, observation_space, action_space, **policy_kwargs)``. The factory's
+    ``reference_scores`` are those of the datasets the checkpoint was trained on (``training_data.json``), which
+    :func:`evaluate` normalises with by default.
 
     Args:
         model_dir: A checkpoint directory (``save_pretrained``) or Hub id.
@@ -122,18 +146,7 @@ def jat_policy_factory(model_dir: str | os.PathLike, **policy_kwargs: Any) -> Po
     Returns:
         The policy factory to pass to :func:`evaluate`.
     """
-
-    def build(task: str, env: gym.Env) -> Predictor:
-        try:
-            from jat_policy.policy import JatPolicy
-        except ImportError as err:  # pragma: no cover - depends on what is installed
-            raise ImportError(
-                f"Evaluating the checkpoint {str(model_dir)!r} needs jat_policy.policy.JatPolicy, which failed to "
-                f"import ({err}). Use --model random for a uniform random policy."
-            ) from err
-        return JatPolicy.from_pretrained(model_dir, env.observation_space, env.action_space, **policy_kwargs)
-
-    return build
+    return _JatPolicyFactory(model_dir, policy_kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,6 +203,26 @@ def _make_vector_env(task: str, env_fn: EnvFn, n_envs: int, max_episode_steps: i
     # Resets are ours to do (DISABLED): each episode gets its own seed, and no step is wasted on
     # NEXT_STEP's "reset step" whose action is ignored.
     return gym.vector.SyncVectorEnv([one] * n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+
+
+_SUCCESS_BY_DOMAIN = {
+    "babyai": "mission completed: the episode terminated with a positive reward (minigrid rewards nothing else)",
+    "metaworld": "info['success'] at any step (Meta-World's own criterion, e.g. reach: within 5 cm of the goal)",
+}
+
+
+def _success(episodes: _Episodes, domain: str, spec: gym.envs.registration.EnvSpec | None) -> tuple[Any, str]:
+    """Per-episode success flags (or None) and their definition, the same for every domain.
+
+    The env's own success signal when it gives one; otherwise the return reaching the env spec's
+    ``reward_threshold`` (Gymnasium's "solved" bar: InvertedPendulum 950, CartPole 475); otherwise none (Atari).
+    """
+    if episodes.successes is not None:
+        return episodes.successes, _SUCCESS_BY_DOMAIN.get(domain, "info['success'] (or 'is_success') at any step")
+    threshold = None if spec is None else spec.reward_threshold
+    if threshold is not None:
+        return episodes.returns >= threshold, f"return >= {threshold:g} (reward_threshold of {spec.id})"
+    return None, "none: the env reports no success and its spec has no reward_threshold"
 
 
 def _rollout(
@@ -313,17 +346,20 @@ def _evaluate_task(
         built = vec.envs[0].spec
     finally:
         vec.close()
-    ref = get_reference_scores(task, options.reference_scores, options.dataset_path)
+    ref = get_reference_scores(task, options.reference_scores, options.dataset_path, options.training_scores)
+    domain = _domain_of(task, spec)
+    successes, success_definition = _success(episodes, domain, built)
     return TaskResult(
         task=task,
-        domain=_domain_of(task, spec),
+        domain=domain,
         env_id=getattr(spec, "env_id", None),
         env_spec_id=None if built is None else built.id,
         max_episode_steps=None if built is None else built.max_episode_steps,
         seeds=[options.seed + k for k in range(options.n_episodes)],
         returns=episodes.returns,
         lengths=episodes.lengths,
-        successes=episodes.successes,
+        successes=successes,
+        success_definition=success_definition,
         reference=ref,
         expert_normalized=NormalizedScores.compute(episodes.returns, ref, "expert"),
         human_normalized=NormalizedScores.compute(episodes.returns, ref, "human"),
@@ -343,6 +379,7 @@ class _Options:
     reference_scores: Mapping[str, Any] | None
     dataset_path: Any
     progress: bool
+    training_scores: Mapping[str, Any] | None = None
 
 
 def evaluate(
@@ -362,6 +399,7 @@ def evaluate(
     confidence: float = 0.95,
     progress: bool = True,
     model_info: Mapping[str, Any] | None = None,
+    checkpoint_references: bool = True,
 ) -> EvaluationResult:
     """Rolls out a policy on tasks and reports raw scores, normalised scores and per-domain aggregates.
 
@@ -380,8 +418,9 @@ def evaluate(
         n_envs: Parallel envs per task.
         seed: Base seed: episode ``k`` is reset with ``seed + k``; also seeds the bootstrap.
         deterministic: Passed to ``predict`` (the paper samples discrete actions: False).
-        reference_scores: ``{task: (random, expert[, human])}`` overriding dataset/registry scores.
-        dataset_path: Dataset (or ``{task: path}``) whose metadata has user tasks' reference scores.
+        reference_scores: ``{task: (random, expert[, human])}`` overriding every other source.
+        dataset_path: A collected dataset folder (or ``{task: path}``) whose ``jat_metadata.json`` scores normalise
+            every task it holds, registered or not; they take precedence over the checkpoint's and the registry's.
         env_fn: ``env_fn(task) -> gym.Env``; default ``jat_policy.wrappers.make_env(task, text_as_bytes=True,
             **env_kwargs)``, which also builds any Gymnasium id (``"CartPole-v1"``).
         env_kwargs: Keyword arguments of the default ``make_env``.
@@ -390,6 +429,12 @@ def evaluate(
         confidence: CI coverage.
         progress: Show a tqdm progress bar per task.
         model_info: Extra provenance about the model (e.g. its path), stored under ``provenance.model``.
+        checkpoint_references: Normalise with the reference scores of the datasets the checkpoint was trained on
+            (a :func:`jat_policy_factory`'s ``reference_scores``, from its ``training_data.json``) where neither
+            ``reference_scores`` nor ``dataset_path`` gives one; False: the registry's.
+
+    Reference scores, first source that has the task: ``reference_scores`` > ``dataset_path`` > the
+    checkpoint's training data > the registry. Each task's ``reference`` records which one, its env id and file.
 
     Returns:
         The :class:`EvaluationResult`; ``result.save_json(path)`` writes it, :func:`plot_results` plots it.
@@ -398,9 +443,11 @@ def evaluate(
         raise ValueError(f"n_episodes and n_envs must be >= 1, got n_episodes={n_episodes}, n_envs={n_envs}.")
     names = expand_tasks(tasks)
     env_fn = env_fn if env_fn is not None else _default_env_fn(dict(env_kwargs or {}))
+    training_scores = getattr(policy, "reference_scores", None) if checkpoint_references else None
     options = _Options(
-        n_episodes, n_envs, seed, deterministic, max_episode_steps, reference_scores, dataset_path, progress
-    )
+        n_episodes, n_envs, seed, deterministic, max_episode_steps, reference_scores, dataset_path, progress,
+        training_scores,
+    )  # fmt: skip
     model: dict[str, Any] = dict(model_info or {})
     results = {task: _evaluate_task(task, policy, env_fn, options, model) for task in names}
     settings = {
@@ -410,6 +457,8 @@ def evaluate(
         "episode_seeds": "seed + episode index",
         "deterministic": deterministic,
         "max_episode_steps": max_episode_steps,
+        "reference_priority": "reference_scores > dataset_path > checkpoint training data > registry",
+        "checkpoint_references": checkpoint_references,
         "bootstrap_reps": bootstrap_reps,
         "confidence": confidence,
         "vector_env": "gymnasium.vector.SyncVectorEnv(autoreset_mode=DISABLED)",

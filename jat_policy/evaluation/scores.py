@@ -62,17 +62,20 @@ def get_reference_scores(
     task: str,
     reference_scores: Mapping[str, Any] | None = None,
     dataset_path: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+    training_scores: Mapping[str, ScoreReference] | None = None,
 ) -> ScoreReference | None:
     """Finds the random / expert (/ human) scores of a task.
 
     Priority: ``reference_scores[task]`` (explicit), then the metadata of the dataset at
-    ``dataset_path`` (``jat_policy.data.load_reference_scores``, for user tasks), then the registry
+    ``dataset_path`` (``jat_policy.data.load_reference_scores``), then ``training_scores`` (the datasets a
+    checkpoint was trained on, :func:`jat_policy.training_data.read_training_references`), then the registry
     (``jat_policy.tasks.get_task``: the JAT tasks' published numbers).
 
     Args:
         task: Task name.
         reference_scores: ``{task: (random, expert[, human])}`` (or mappings / ScoreReference).
         dataset_path: A collected dataset whose metadata holds the scores, or ``{task: path}``.
+        training_scores: ``{task: ScoreReference}`` recorded with the checkpoint.
 
     Returns:
         The scores, or None if no source knows the task.
@@ -89,6 +92,8 @@ def get_reference_scores(
             found = None
         if found is not None:  # a dataset without a random score falls through to the registry
             return found
+    if training_scores and task in training_scores:
+        return training_scores[task]
     return _as_reference(lookup_task(task), "registry")
 
 
