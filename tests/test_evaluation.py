@@ -448,7 +448,8 @@ def test_json_contents(two_task_result, tmp_path):
     cp = data["tasks"]["cp"]
     assert cp["env_spec_id"] == "CartPole-v1" and cp["max_episode_steps"] == 500
     assert cp["seeds"] == [5, 6, 7] and len(cp["raw"]["returns"]) == 3
-    assert cp["reference"] == {"random": 20.0, "expert": 500.0, "human": None, "source": "user", "env_id": None, "origin": None}
+    reference = {"random": 20.0, "expert": 500.0, "human": None, "source": "user", "env_id": None, "origin": None}
+    assert cp["reference"] == reference
     np.testing.assert_allclose(cp["expert_normalized"]["scores"], (np.array(cp["raw"]["returns"]) - 20) / 480)
     assert data["tasks"]["cp-undefined"]["expert_normalized"]["status"] == "undefined"
     assert data["tasks"]["cp-undefined"]["expert_normalized"]["scores"] is None
