@@ -326,7 +326,7 @@ def _evaluate_task(
     options: _Options,
     model_info: dict[str, Any],
 ) -> TaskResult:
-    from tqdm.auto import tqdm
+    from jat_policy.utils.progress import progress_bar
 
     started = time.perf_counter()
     spec = lookup_task(task)
@@ -336,7 +336,7 @@ def _evaluate_task(
         config = _model_config(predictor)
         if config is not None and "config" not in model_info:
             model_info.update(config)
-        with tqdm(total=options.n_episodes, desc=task, unit="ep", disable=not options.progress) as bar:
+        with progress_bar(options.n_episodes, f"evaluate {task}", "ep", enabled=options.progress) as bar:
 
             def tick(episode_return: float) -> None:
                 bar.update(1)
@@ -427,7 +427,7 @@ def evaluate(
         max_episode_steps: Optional extra time limit per episode (a guard for envs without one).
         bootstrap_reps: Bootstrap replications for the CIs.
         confidence: CI coverage.
-        progress: Show a tqdm progress bar per task.
+        progress: Show progress per task: a tqdm bar on a terminal, a plain line every 30 s otherwise.
         model_info: Extra provenance about the model (e.g. its path), stored under ``provenance.model``.
         checkpoint_references: Normalise with the reference scores of the datasets the checkpoint was trained on
             (a :func:`jat_policy_factory`'s ``reference_scores``, from its ``training_data.json``) where neither
