@@ -27,8 +27,10 @@ GoToRedBall, where 3e-4 learned about 3x slower) and 1e-4 above, with a 2% linea
 Checkpoints (``checkpoint-N/`` and the final ``final/``) hold ``model.safetensors``, ``config.json``, the
 tokenizer and ``processor_config.json``: ``JatModel.from_pretrained``, ``JatProcessor.from_pretrained`` and
 ``JatPolicy.from_pretrained`` load them. Training arguments are written as JSON (``training_args.json``);
-transformers' pickled ``training_args.bin`` is removed. The optimizer / scheduler / RNG files of
-``checkpoint-N/`` are transformers' own resume files (``torch.save``; read back with ``weights_only=True``).
+transformers' pickled ``training_args.bin`` is removed. ``training_data.json`` records each task's dataset and
+its reference scores, which ``jat-policy evaluate`` normalises with (:mod:`jat_policy.training_data`). The
+optimizer / scheduler / RNG files of ``checkpoint-N/`` are transformers' own resume files (``torch.save``; read
+back with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader
-from transformers import Trainer
+from transformers import PrinterCallback, Trainer
 
 from jat_policy.modeling import WEIGHTS_NAME, JatModel
 from jat_policy.trainers.options import (
@@ -307,13 +309,20 @@ class JatTrainer(Trainer):
             (folder / "trainer_state.json").unlink(missing_ok=True)
         super()._save_checkpoint(model, trial)
 
+    training_data: dict[str, Any] | None = None
+    """The ``training_data.json`` record (datasets and their reference scores) saved with every checkpoint."""
+
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Trainer's save, with the training arguments as JSON instead of a pickle."""
+        """Trainer's save, with the training arguments as JSON instead of a pickle, and ``training_data.json``."""
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:  # JSON instead of the pickled TrainingArguments
             target = Path(output_dir or self.args.output_dir)
             (target / "training_args.bin").unlink(missing_ok=True)
             (target / TRAINING_ARGS_JSON).write_text(self.args.to_json_string())
+            if self.training_data is not None:
+                from jat_policy.training_data import write_training_data
+
+                write_training_data(target, self.training_data)
 
 
 def _trainer_class() -> type[JatTrainer]:
@@ -368,6 +377,12 @@ def _resume_path(options: TrainOptions) -> str | None:
     return str(path)
 
 
+def _progress_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
+    from jat_policy.trainers.progress import PlainProgressCallback, TensorBoardNotice
+
+    return [TensorBoardNotice(), *([PlainProgressCallback()] if args.disable_tqdm else [])]
+
+
 def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None) -> Path:
     """Trains a JAT model by behaviour cloning and saves it.
 
@@ -385,15 +400,18 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     import torch
 
     from jat_policy.trainers.sampling import MultiTaskDataset, TaskBatchCollator
+    from jat_policy.training_data import describe_training_data
 
     options.validate()
+    # Task names and local datasets are checked before the model is built: a typo fails in a second.
+    names = resolve_task_names(options.tasks, options.data)
+    training_data = describe_training_data(names, options.data)
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
     model, processor = load_model_and_processor(options.model, options.seed, options.observation_loss_coef)
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=default_learning_rate(model.config.hidden_size))
     args = build_training_arguments(options, options.learning_rate)
-    names = resolve_task_names(options.tasks, options.data)
     windows = [load_task_windows(name, options, processor, model.config.max_position_embeddings) for name in names]
     # Saved with every checkpoint: JatPolicy's default context is the window the model was trained on.
     max_pos = model.config.max_position_embeddings
@@ -407,8 +425,11 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
         train_dataset=MultiTaskDataset(windows),
         data_collator=TaskBatchCollator(processor, windows),
         processing_class=processor,
-        callbacks=callbacks,
+        callbacks=[*_progress_callbacks(args), *(callbacks or [])],
     )
+    if args.disable_tqdm:  # off a terminal: plain progress lines instead of Trainer's dict dumps
+        trainer.remove_callback(PrinterCallback)
+    trainer.training_data = training_data  # written into every checkpoint, see JatTrainer.save_model
     record = json.dumps(dataclasses.asdict(options), indent=2, sort_keys=True) + "\n"
     if trainer.is_world_process_zero():
         Path(options.output_dir).mkdir(parents=True, exist_ok=True)
