@@ -396,7 +396,7 @@ def collect(
         overwrite: Replace an existing dataset at ``<out>/<task>/``.
         push_to_hub_repo: Also upload to this Hub dataset repo (config = task), e.g. ``"me/my-jat-data"``.
         env_kwargs: Passed to ``make_env`` (e.g. ``{"max_episode_steps": 100}``).
-        progress: Show a progress bar.
+        progress: Show progress: a tqdm bar on a terminal, a plain line every 30 s otherwise.
         quiet_env: Silence stdout prints of envs and experts while playing.
         start_method: ``multiprocessing`` start method for workers.
 
@@ -470,12 +470,12 @@ def _collect_splits(
     name: str,
     keep_in_memory: bool,
 ) -> tuple[DatasetDict, _Stats]:
-    from tqdm.auto import tqdm
+    from jat_policy.utils.progress import progress_bar
 
     wanted = n_train + n_test
     attempts = wanted + max_failures
     stats = _Stats()
-    with tqdm(total=wanted, desc=f"collect {name}", unit="ep", disable=not progress) as bar:
+    with progress_bar(wanted, f"collect {name}", "ep", enabled=progress) as bar:
         results = runner.run("expert", lambda i: seed + i, wanted, attempts)
         stream = _successful(results, stats, bar, wanted, attempts)
         train = _build_split(stream, n_train, schema, scratch, keep_in_memory)
@@ -491,11 +491,11 @@ def _random_returns(
         return list(stats.returns), None
     if episodes <= 0:
         return [], None
-    from tqdm.auto import tqdm
+    from jat_policy.utils.progress import progress_bar
 
     base = seed + RANDOM_SEED_OFFSET
     returns = []
-    with tqdm(total=episodes, desc=f"random {name}", unit="ep", disable=not progress) as bar:
+    with progress_bar(episodes, f"random {name}", "ep", enabled=progress) as bar:
         for result in runner.run("random", lambda j: base + j, episodes, episodes):
             returns.append(result.episode_return)
             bar.update(1)

@@ -91,8 +91,8 @@ class PlainProgress:
         if time.perf_counter() - self._last >= self.interval:
             self._print()
 
-    def set_postfix(self, **values: Any) -> None:
-        """Extra ``key=value`` pairs shown at the end of the next lines."""
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """Extra ``key=value`` pairs shown at the end of the next lines (``refresh`` is tqdm's, unused)."""
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
     def close(self) -> None:
