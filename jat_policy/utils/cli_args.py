@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 T = TypeVar("T")
 
 # reST/Sphinx markup in docstrings used as --help text: :func:`~a.b.c` -> c, :mod:`a.b` -> a.b, ``x`` -> x.
-_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
 _LITERAL = re.compile(r"``([^`]+)``")
 
 
@@ -40,7 +40,10 @@ def plain_text(doc: str) -> str:
     """A docstring as plain text for ``--help``: Sphinx roles and double-backtick literals unwrapped."""
     import inspect
 
-    return _LITERAL.sub(r"\1", _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], inspect.cleandoc(doc)))
+    def role(match: re.Match) -> str:
+        return match.group(2).rsplit(".", 1)[-1] if match.group(1) else match.group(2)
+
+    return _LITERAL.sub(r"\1", _ROLE.sub(role, inspect.cleandoc(doc)))
 
 
 def _parse_list(value: str) -> list[str]:
