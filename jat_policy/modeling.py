@@ -535,6 +535,7 @@ class JatModel(TextGenerationMixin, PreTrainedModel):
         config = load_jat_config(directory, **config_overrides)
         model = cls(config)
         model.load_jat_weights(directory / WEIGHTS_NAME)
+        model.name_or_path = str(directory)  # where it came from (JatPolicy checks for the checkpoint's tokenizer)
         if dtype is not None:
             model = model.to(dtype)
         if device is not None:

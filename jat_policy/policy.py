@@ -228,11 +228,16 @@ class JatPolicy:
     def _default_processor(self) -> Any:
         if self.text_key is None:
             return None
-        warnings.warn(
-            "No processor given: missions are tokenised with the default offline tokenizer. Pass the checkpoint's "
-            "processor (JatPolicy.from_pretrained loads it) if the model was trained with another one.",
-            stacklevel=3,
-        )
+        # The default tokenizer can only be the wrong one for a model loaded from a checkpoint that ships its own:
+        # a fresh preset model (the README's SB3 snippet) has no other to be right about.
+        source = getattr(self.model, "name_or_path", None)
+        if source and Path(source).is_dir() and saved_processor(Path(source), read_policy_config(Path(source))):
+            warnings.warn(
+                f"No processor given, but {source} ships its own tokenizer: missions are tokenised with the "
+                f"default offline tokenizer, which may differ. Pass processor=JatProcessor.from_pretrained({source!r})"
+                " or load the policy with JatPolicy.from_pretrained, which uses it.",
+                stacklevel=3,
+            )
         return JatProcessor.from_config(self.model.config)
 
     def _resolve_context_window(self, context_window: int | None) -> int:

@@ -43,12 +43,11 @@ class CollectOptions:
 
 def cli_main(argv: list[str]) -> int:
     """``jat-policy collect``: collects, writes and summarises a dataset."""
-    from jat_policy.utils.cli_args import parse_args
+    from jat_policy.utils.cli_args import parse_args, usage_error
 
     options = parse_args(CollectOptions, argv, prog="jat-policy collect")
     if not options.task:
-        print("jat-policy collect: --task is required (e.g. --task babyai-go-to-red-ball).")
-        return 2
+        return usage_error("jat-policy collect", "--task is required (e.g. --task babyai-go-to-red-ball)")
     try:
         result = _collect_from_options(options)
     except KeyboardInterrupt:
