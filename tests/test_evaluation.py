@@ -519,3 +519,44 @@ def test_score_maths_import_without_gymnasium_or_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "registry"
+
+
+def test_per_task_whiskers_are_the_95_ci_of_the_mean():
+    from jat_policy.evaluation.plots import mean_ci
+
+    scores = [0.2, 0.4, 0.9, 0.5]
+    low, high = mean_ci(scores)
+    half = 3.182446305284263 * np.std(scores, ddof=1) / 2  # t(0.975, 3) * s / sqrt(4)
+    assert low == pytest.approx(np.mean(scores) - half) and high == pytest.approx(np.mean(scores) + half)
+    assert mean_ci([0.5]) is None and mean_ci(None) is None
+
+
+def test_plots_say_what_they_show(two_task_result, tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    figures = []
+
+    class Recorded(Figure):
+        def savefig(self, *args, **kwargs):
+            figures.append(self)
+            return super().savefig(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation.plots, "_import_figure", lambda: Recorded)
+    plot_results(two_task_result, tmp_path)
+    per_task, aggregate = figures
+    ax = aggregate.axes[0]
+    assert "IQM" in ax.get_title() and "IQM" in ax.get_xlabel() and ax.get_xlim()[0] <= 0.0
+    legend = [t.get_text() for t in aggregate.legends[0].get_texts()]
+    assert any("mean of task means" in text for text in legend)
+    labels = [t.get_text() for t in per_task.legends[0].get_texts()]
+    assert any("95% CI" in text and "v1 envs" in text for text in labels), labels  # CartPole-v1
+    texts = [ax.get_title(), ax.get_xlabel(), *legend, *labels, *[t.get_text() for t in ax.get_yticklabels()]]
+    assert not any("normalized" in text for text in texts)  # one spelling in what users read
+
+
+@needs_registry
+def test_metaworld_bars_name_the_env_versions():
+    from jat_policy.evaluation.plots import _env_versions
+
+    tasks = [{"task": "metaworld-reach", "env_id": "reach-v3", "env_spec_id": None}]
+    assert _env_versions(tasks, paper=False) == "v3" and _env_versions(tasks, paper=True) == "v2"

@@ -516,3 +516,28 @@ def test_wrong_policy_json_is_a_value_error_naming_file_and_field(model, tmp_pat
     with pytest.raises(ValueError, match=message) as error:
         JatPolicy.load(tmp_path)
     assert str(tmp_path / "policy.json") in str(error.value)
+
+
+def _mission_space() -> spaces.Dict:
+    return spaces.Dict(
+        {
+            "discrete_observation": spaces.MultiDiscrete(np.full(148, 11), dtype=np.int64),
+            "text_observation": spaces.Box(0, 255, (256,), np.uint8),
+            "reward": spaces.Box(-np.inf, np.inf, (1,), np.float32),
+        }
+    )
+
+
+def test_no_processor_warning_only_when_the_checkpoint_ships_its_own_tokenizer(tmp_path, recwarn):
+    from jat_policy.processing import JatProcessor
+
+    model = JatModel(tiny_config(vocab_size=512)).eval()
+    JatPolicy(model, _mission_space(), spaces.Discrete(7))  # the README's SB3 snippet: a fresh model
+    assert not [w for w in recwarn if "processor" in str(w.message).lower()]
+    model.save_pretrained(tmp_path / "bare")  # weights only: the default tokenizer is the only one there is
+    JatPolicy(JatModel.from_pretrained(tmp_path / "bare"), _mission_space(), spaces.Discrete(7))
+    assert not [w for w in recwarn if "processor" in str(w.message).lower()]
+    model.save_pretrained(tmp_path / "own")
+    JatProcessor.from_config(model.config).save_pretrained(tmp_path / "own")
+    with pytest.warns(UserWarning, match="ships its own tokenizer"):
+        JatPolicy(JatModel.from_pretrained(tmp_path / "own"), _mission_space(), spaces.Discrete(7))

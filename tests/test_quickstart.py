@@ -20,9 +20,31 @@ def test_demo_smoke(tmp_path, capsys) -> None:
     evaluation = json.loads((tmp_path / "results" / "evaluation.json").read_text())
     reach = evaluation["tasks"]["metaworld-reach"]
     assert reach["reference"]["source"] == "dataset" and len(reach["raw"]["returns"]) == 2
+    # the table says where each reference came from, and how success is defined (BabyAI's too)
+    assert f"from dataset {tmp_path / 'data' / 'metaworld-reach'}, measured on reach-v3" in out
+    babyai = evaluation["tasks"]["babyai-go-to-red-ball"]
+    assert babyai["success_rate"] is not None and "mission completed" in babyai["success_definition"]
+    # off a TTY, training prints plain progress lines and where its TensorBoard logs are, no dict dumps
+    assert "step 4/4 (100%) | loss " in out and "{'loss'" not in out and "TensorBoard logs: " in out
     # a second run reuses the collected data and the trained checkpoint
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().out
+    # `jat-policy evaluate` of the demo's checkpoint normalises as the demo did: with the datasets it trained on
+    checkpoint = summary["checkpoint"]
+    recorded = json.loads((tmp_path / "run" / "final" / "training_data.json").read_text())["datasets"]
+    assert recorded["metaworld-reach"]["path"] == str((tmp_path / "data" / "metaworld-reach").resolve())
+    for flag, source, env_id in (
+        ("--checkpoint-references", "dataset", "reach-v3"),
+        ("--no-checkpoint-references", "registry", "reach-v2"),
+    ):
+        out_json = tmp_path / f"{source}.json"
+        argv = ["evaluate", "--model", checkpoint, "--tasks", "metaworld-reach", "--episodes", "2", "--no-plots"]
+        assert main([*argv, "--bootstrap-reps", "20", "--output", str(out_json), flag]) == 0
+        reference = json.loads(out_json.read_text())["tasks"]["metaworld-reach"]["reference"]
+        assert reference["source"] == source and reference["env_id"] == env_id
+        if source == "dataset":
+            assert reference == reach["reference"] | {"origin": reference["origin"]}
+        assert f"measured on {env_id}" in capsys.readouterr().out
 
 
 def test_collect_tasks_reuses_only_what_was_asked_for(tmp_path, capsys) -> None:

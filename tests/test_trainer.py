@@ -190,6 +190,11 @@ def test_cli_run_writes_loadable_safetensors_checkpoints(mixed_run, tiny_model_d
     assert find_last_checkpoint(mixed_run) == mixed_run / "checkpoint-5"
     assert not list(mixed_run.rglob("training_args.bin")), "the pickled TrainingArguments must be replaced by JSON"
     assert not list(final.glob("*.bin")) and not list(final.glob("*.pt*"))
+    # every checkpoint records its datasets (these have no collector metadata: no scores, the registry's apply)
+    for folder in (final, mixed_run / "checkpoint-5"):
+        record = json.loads((folder / "training_data.json").read_text())["datasets"]
+        assert list(record) == ["metaworld-reach", "babyai-go-to-red-ball"]
+        assert record["metaworld-reach"]["source"] == "local" and record["metaworld-reach"]["scores"] is None
     # final/ holds the step-5 weights, which differ from the initial ones
     trained, step5 = load_file(final / "model.safetensors"), load_file(mixed_run / "checkpoint-5/model.safetensors")
     assert all(torch.equal(trained[k], step5[k]) for k in trained)
