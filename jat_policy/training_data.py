@@ -75,7 +75,7 @@ def describe_training_data(tasks: Sequence[str], data: str | os.PathLike | None)
 def write_training_data(directory: str | os.PathLike, record: dict[str, Any]) -> Path:
     """Writes the record as ``<directory>/training_data.json`` and returns its path."""
     path = Path(directory) / TRAINING_DATA_NAME
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 

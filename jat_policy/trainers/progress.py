@@ -51,6 +51,7 @@ class PlainProgressCallback(TrainerCallback):
         self._start_step = 0
         self._printed_step = -1
         self._logs: dict[str, Any] = {}
+        self._logged_step = 0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Starts the clock at the (possibly resumed) current step."""
@@ -64,10 +65,13 @@ class PlainProgressCallback(TrainerCallback):
         done = state.global_step - self._start_step
         rate, eta = rate_and_eta(done, state.max_steps - self._start_step, elapsed)
         parts = [f"step {state.global_step}/{state.max_steps} ({state.global_step / max(state.max_steps, 1):.0%})"]
+        at = "" if self._logged_step == state.global_step else f" (step {self._logged_step})"  # an older log's
         if "loss" in self._logs:
-            parts.append(f"loss {self._logs['loss']:.4f}")
+            parts.append(f"loss {self._logs['loss']:.4f}{at}")
         if "learning_rate" in self._logs:
-            parts.append(f"lr {self._logs['learning_rate']:.2e}")
+            parts.append(f"lr {self._logs['learning_rate']:.2e}{at}")
+        if "train_loss" in self._logs:  # Trainer's summary at the end
+            parts.append(f"mean loss {self._logs['train_loss']:.4f}")
         parts += [f"{rate:.3g} steps/s", f"elapsed {format_duration(elapsed)}"]
         if eta is not None:
             parts.append(f"ETA {format_duration(eta)}")
@@ -75,7 +79,10 @@ class PlainProgressCallback(TrainerCallback):
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Keeps the latest numbers and prints a line when ``interval`` seconds passed or training is done."""
-        self._logs.update({k: v for k, v in (logs or {}).items() if isinstance(v, int | float)})
+        numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+        if "loss" in numbers:
+            self._logged_step = state.global_step
+        self._logs.update(numbers)
         last_step = state.global_step >= state.max_steps and self._printed_step != state.global_step
         if state.is_world_process_zero and (last_step or time.perf_counter() - self._last >= self.interval):
             print(self.line(state), file=self.file or sys.stdout, flush=True)
