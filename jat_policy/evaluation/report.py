@@ -72,10 +72,8 @@ def format_results(result: EvaluationResult) -> str:
     header += f"  {'reference':<9} {'paper JAT':>9}"
     lines = [header, "-" * len(header)]
     lines += [_row(r) for r in result.tasks.values()]
-    lines.append(
-        "return: raw, mean ± std over episodes; normalised: (return - random) / (expert - random), expert-normalised; "
-        "paper JAT: the paper's normalised score"
-    )
+    lines.append("return: raw, mean ± std over episodes; normalised: (return - random) / (expert - random);")
+    lines.append("paper JAT: the paper's expert-normalised score (its experts and env versions)")
     lines.append("Reference scores:")
     lines += [_reference_line(r) for r in result.tasks.values()]
     aggregates = _aggregate_lines(result)
