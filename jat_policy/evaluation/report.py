@@ -8,6 +8,8 @@ counts as a success on each task.
 
 from __future__ import annotations
 
+import re
+
 from jat_policy.evaluation.results import EvaluationResult, TaskResult
 
 __all__ = ["format_results"]
@@ -21,11 +23,13 @@ def _row(result: TaskResult) -> str:
     shown = f"{norm.scores.mean():.3f}" if norm.scores is not None else norm.status
     success = "n/a" if result.successes is None else f"{result.successes.mean():.0%}"
     ret = f"{result.mean_return:.3f} ± {result.returns.std():.2f}"
-    source = "-" if result.reference is None else result.reference.source
+    ref = result.reference
+    version = re.search(r"v\d+$", ref.env_id or "") if ref is not None else None
+    source = "-" if ref is None else f"{ref.source} {version.group(0)}" if version else ref.source
     cells = (result.task, len(result.returns), ret, shown, success)
     text = " ".join(f"{c!s:<{-w}}" if w < 0 else f"{c!s:>{w}}" for c, (_, w) in zip(cells, _COLUMNS, strict=True))
     paper = "" if result.paper_jat_normalized is None else f"{result.paper_jat_normalized:.2f}"
-    return f"{text}  {source:<9} {paper:>9}"
+    return f"{text}  {source:<12} {paper:>9}"
 
 
 def _reference_line(result: TaskResult) -> str:
@@ -69,7 +73,7 @@ def format_results(result: EvaluationResult) -> str:
         Printable text (no trailing newline).
     """
     header = " ".join(f"{n:<{-w}}" if w < 0 else f"{n:>{w}}" for n, w in _COLUMNS)
-    header += f"  {'reference':<9} {'paper JAT':>9}"
+    header += f"  {'reference':<12} {'paper JAT':>9}"
     lines = [header, "-" * len(header)]
     lines += [_row(r) for r in result.tasks.values()]
     lines.append("return: raw, mean ± std over episodes; normalised: (return - random) / (expert - random);")
