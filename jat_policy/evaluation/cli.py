@@ -50,6 +50,9 @@ class EvaluateArgs:
     plots: bool = field(default=True, metadata={"help": "save PNG plots next to the JSON"})
     bootstrap_reps: int = field(default=2000, metadata={"help": "bootstrap replications for the CIs"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    video: str = field(
+        default="", metadata={"help": "record the first episode of each task as <video>/<task>-episode-0.mp4"}
+    )
 
 
 def cli_main(argv: list[str] | None = None) -> int:
@@ -84,6 +87,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         progress=args.progress,
         model_info={"path": args.model},
         checkpoint_references=args.checkpoint_references,
+        video_dir=args.video or None,
     )
     if args.output:
         output = Path(args.output)
@@ -97,4 +101,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     if args.plots:
         for path in plot_results(result, output.parent, prefix=f"{output.stem}_"):
             print(f"Saved {path}")
+    for task_result in result.tasks.values():
+        if task_result.video:
+            print(f"Saved {task_result.video}")
     return 0

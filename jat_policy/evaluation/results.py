@@ -61,6 +61,7 @@ class TaskResult:
         wall_time_s: Seconds spent on this task.
         success_definition: What counts as a success on this task (the env's ``info["success"]``, BabyAI's
             completed mission, the spec's ``reward_threshold``), or why there is none.
+        video: The MP4 of the first episode, when ``evaluate(..., video_dir=...)`` recorded one.
     """
 
     task: str
@@ -79,6 +80,7 @@ class TaskResult:
     paper_jat_normalized: float | None = None
     wall_time_s: float = 0.0
     success_definition: str | None = None
+    video: str | None = None
 
     @property
     def mean_return(self) -> float:
@@ -103,6 +105,7 @@ class TaskResult:
             "human_normalized": self.human_normalized.to_dict(),
             "paper_jat": {"raw": self.paper_jat_score, "normalized": self.paper_jat_normalized},
             "wall_time_s": round(self.wall_time_s, 3),
+            "video": self.video,
         }
 
 

@@ -12,6 +12,8 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -26,6 +28,7 @@ from jat_policy.evaluation.results import (
     package_versions,
 )
 from jat_policy.evaluation.scores import NormalizedScores, get_reference_scores, lookup_task
+from jat_policy.evaluation.video import RecordEpisodeVideo
 from jat_policy.tasks import RL_DOMAINS, resolve_tasks
 from jat_policy.wrappers.common import vector_step_success
 
@@ -193,16 +196,30 @@ def _default_env_fn(env_kwargs: Mapping[str, Any]) -> EnvFn:
     return make
 
 
-def _make_vector_env(task: str, env_fn: EnvFn, n_envs: int, max_episode_steps: int | None) -> gym.vector.SyncVectorEnv:
-    def one() -> gym.Env:
-        env = env_fn(task)
+@dataclass
+class _Video:
+    """Where to record episode 0 of each task, and how to build the env that renders it."""
+
+    folder: Path
+    env_fn: EnvFn
+
+
+def _make_vector_env(
+    task: str, env_fn: EnvFn, n_envs: int, max_episode_steps: int | None, video: _Video | None = None
+) -> gym.vector.SyncVectorEnv:
+    def one(record: bool) -> gym.Env:
+        env = (video.env_fn if record else env_fn)(task)
         if max_episode_steps is not None:
             env = gym.wrappers.TimeLimit(env, max_episode_steps)
-        return _WholeGames(env)
+        env = _WholeGames(env)
+        # Outside _WholeGames: its reset after an Atari life loss is not the end of the recorded episode.
+        return RecordEpisodeVideo(env, video.folder, name_prefix=task) if record else env
 
+    # Env 0 starts episode 0 (see _rollout), so only it renders, and only its first episode is recorded.
     # Resets are ours to do (DISABLED): each episode gets its own seed, and no step is wasted on
     # NEXT_STEP's "reset step" whose action is ignored.
-    return gym.vector.SyncVectorEnv([one] * n_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    makers = [partial(one, video is not None and i == 0) for i in range(n_envs)]
+    return gym.vector.SyncVectorEnv(makers, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
 
 
 _SUCCESS_BY_DOMAIN = {
@@ -330,7 +347,7 @@ def _evaluate_task(
 
     started = time.perf_counter()
     spec = lookup_task(task)
-    vec = _make_vector_env(task, env_fn, options.n_envs, options.max_episode_steps)
+    vec = _make_vector_env(task, env_fn, options.n_envs, options.max_episode_steps, options.video)
     try:
         predictor = _resolve_predictor(policy, task, vec.envs[0])
         config = _model_config(predictor)
@@ -345,7 +362,8 @@ def _evaluate_task(
             episodes = _rollout(vec, predictor, options.n_episodes, options.seed, options.deterministic, tick)
         built = vec.envs[0].spec
     finally:
-        vec.close()
+        vec.close()  # writes the video of an episode still running (RecordVideo.close)
+    saved = getattr(vec.envs[0], "saved", None)
     ref = get_reference_scores(task, options.reference_scores, options.dataset_path, options.training_scores)
     domain = _domain_of(task, spec)
     successes, success_definition = _success(episodes, domain, built)
@@ -366,6 +384,7 @@ def _evaluate_task(
         paper_jat_score=getattr(spec, "paper_jat_score", None),
         paper_jat_normalized=getattr(spec, "paper_jat_normalized", None),
         wall_time_s=time.perf_counter() - started,
+        video=str(saved[0]) if saved else None,
     )
 
 
@@ -380,6 +399,7 @@ class _Options:
     dataset_path: Any
     progress: bool
     training_scores: Mapping[str, Any] | None = None
+    video: _Video | None = None
 
 
 def evaluate(
@@ -400,6 +420,7 @@ def evaluate(
     progress: bool = True,
     model_info: Mapping[str, Any] | None = None,
     checkpoint_references: bool = True,
+    video_dir: str | os.PathLike | None = None,
 ) -> EvaluationResult:
     """Rolls out a policy on tasks and reports raw scores, normalised scores and per-domain aggregates.
 
@@ -432,6 +453,10 @@ def evaluate(
         checkpoint_references: Normalise with the reference scores of the datasets the checkpoint was trained on
             (a :func:`jat_policy_factory`'s ``reference_scores``, from its ``training_data.json``) where neither
             ``reference_scores`` nor ``dataset_path`` gives one; False: the registry's.
+        video_dir: Record the first episode of each task as ``<video_dir>/<task>-episode-0.mp4`` (Gymnasium's
+            ``RecordVideo``, ``rgb_array`` frames, needs ``jat-policy[video]``); ``TaskResult.video`` holds the
+            path. With the default ``env_fn`` the recording env is made with ``render_mode="rgb_array"``; a
+            custom ``env_fn`` must build it so itself.
 
     Reference scores, first source that has the task: ``reference_scores`` > ``dataset_path`` > the
     checkpoint's training data > the registry. Each task's ``reference`` records which one, its env id and file.
@@ -442,11 +467,14 @@ def evaluate(
     if n_episodes < 1 or n_envs < 1:
         raise ValueError(f"n_episodes and n_envs must be >= 1, got n_episodes={n_episodes}, n_envs={n_envs}.")
     names = expand_tasks(tasks)
+    video = None
+    if video_dir is not None:
+        video = _Video(Path(video_dir), env_fn or _default_env_fn({**(env_kwargs or {}), "render_mode": "rgb_array"}))
     env_fn = env_fn if env_fn is not None else _default_env_fn(dict(env_kwargs or {}))
     training_scores = getattr(policy, "reference_scores", None) if checkpoint_references else None
     options = _Options(
         n_episodes, n_envs, seed, deterministic, max_episode_steps, reference_scores, dataset_path, progress,
-        training_scores,
+        training_scores, video,
     )  # fmt: skip
     model: dict[str, Any] = dict(model_info or {})
     results = {task: _evaluate_task(task, policy, env_fn, options, model) for task in names}
@@ -462,6 +490,7 @@ def evaluate(
         "bootstrap_reps": bootstrap_reps,
         "confidence": confidence,
         "vector_env": "gymnasium.vector.SyncVectorEnv(autoreset_mode=DISABLED)",
+        "video_dir": None if video_dir is None else str(video_dir),
     }
     provenance = {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
