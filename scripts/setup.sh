@@ -16,3 +16,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$venv/bin/python" -c "impo
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -c "$lock" "torch==2.13.0" -e ".[all,dev]"
   echo "$want" > "$stamp"
 fi
+# Headless rendering (evaluate --video, the demo's GIFs): without a display MuJoCo and Meta-World render through
+# EGL (jat_policy/wrappers/rendering.py sets MUJOCO_GL=egl), here Mesa's software EGL. Installed with apt when
+# missing and apt is usable (root); never fatal: without it only rendering MuJoCo / Meta-World frames fails.
+if [ "$(uname -s)" = Linux ] && ! { ldconfig -p | grep -q 'libEGL\.so\.1' && ldconfig -p | grep -q -E 'libEGL_(mesa|nvidia)\.so\.0'; }; then
+  egl_packages="libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri"
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Mesa EGL for headless rendering: $egl_packages" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $egl_packages; } \
+      >/dev/null 2>&1 || echo "setup: warning: apt could not install $egl_packages; MuJoCo videos will not render" >&2
+  else
+    echo "setup: warning: no EGL library; to render MuJoCo / Meta-World headless install $egl_packages" >&2
+  fi
+fi
