@@ -15,7 +15,7 @@ import pytest
 from jat_policy.cli import main
 from jat_policy.evaluation import evaluate, random_policy_factory
 from jat_policy.evaluation.video import RecordEpisodeVideo, write_gif, write_mp4
-from jat_policy.wrappers.rendering import ensure_offscreen_gl
+from jat_policy.wrappers.rendering import ensure_offscreen_rendering
 
 iio = pytest.importorskip("imageio.v3")
 pytest.importorskip("imageio_ffmpeg")
@@ -110,14 +110,15 @@ def test_writers_keep_frame_sizes_and_refuse_bad_frames(tmp_path):
 
 
 def test_offscreen_backend_only_when_headless(monkeypatch):
-    for name in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "WAYLAND_DISPLAY"):
+    for name in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.setenv(name, "")  # recorded, so the values are restored after the test
         monkeypatch.delenv(name)
     monkeypatch.setenv("DISPLAY", ":0")
-    assert ensure_offscreen_gl() is None and "MUJOCO_GL" not in os.environ
+    assert ensure_offscreen_rendering() is None and "MUJOCO_GL" not in os.environ
     monkeypatch.delenv("DISPLAY")
-    assert ensure_offscreen_gl(render_mode=None) is None  # nothing renders off screen
-    backend = ensure_offscreen_gl()
+    assert ensure_offscreen_rendering(render_mode=None) is None  # nothing renders off screen
+    backend = ensure_offscreen_rendering()
     assert backend in ("egl", "osmesa") and os.environ["MUJOCO_GL"] == backend
+    assert os.environ["SDL_VIDEODRIVER"] == "dummy"  # pygame (classic control) renders without a window
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
-    assert ensure_offscreen_gl() == "osmesa"  # the user's choice stays
+    assert ensure_offscreen_rendering() == "osmesa"  # the user's choice stays

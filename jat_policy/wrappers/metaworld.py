@@ -26,7 +26,7 @@ from gymnasium.wrappers import TimeLimit
 
 from jat_policy.wrappers.common import require
 from jat_policy.wrappers.generic import wrap_env
-from jat_policy.wrappers.rendering import ensure_offscreen_gl
+from jat_policy.wrappers.rendering import ensure_offscreen_rendering
 
 __all__ = ["MetaWorldSeeding", "make_metaworld"]
 
@@ -109,7 +109,7 @@ def make_metaworld(
         raise ValueError(f"Unknown Meta-World task {env_name!r} (-> {name!r}); known v3 tasks: {names}.")
     if int(max_episode_steps) < 1:
         raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
-    ensure_offscreen_gl(render_mode)
+    ensure_offscreen_rendering(render_mode)
     env = envs[key](render_mode=render_mode)
     # metaworld 3.1's goal-observable classes make the goal visible after __init__ but keep the observation space
     # computed before (goal bounds 0..0); the recomputed one holds what the env returns (steps clip to it).

@@ -16,7 +16,7 @@ import gymnasium as gym
 
 from jat_policy.wrappers.common import require
 from jat_policy.wrappers.generic import wrap_env
-from jat_policy.wrappers.rendering import ensure_offscreen_gl
+from jat_policy.wrappers.rendering import ensure_offscreen_rendering
 
 __all__ = ["make_mujoco"]
 
@@ -64,7 +64,7 @@ def make_mujoco(
     """
     require("mujoco", "mujoco", "MuJoCo tasks")
     env_id = with_version(env_id, version)
-    ensure_offscreen_gl(render_mode)
+    ensure_offscreen_rendering(render_mode)
     with warnings.catch_warnings():
         # v4 is chosen on purpose (JAT's observation sizes): silence gymnasium's "out of date" notice
         warnings.filterwarnings("ignore", message=".*is out of date.*")

@@ -25,7 +25,7 @@ from jat_policy.wrappers.babyai import make_babyai
 from jat_policy.wrappers.generic import wrap_env
 from jat_policy.wrappers.metaworld import make_metaworld
 from jat_policy.wrappers.mujoco import make_mujoco
-from jat_policy.wrappers.rendering import ensure_offscreen_gl
+from jat_policy.wrappers.rendering import ensure_offscreen_rendering
 
 __all__ = ["GYM_NAMESPACE", "gym_id", "make_env", "register_envs"]
 
@@ -44,7 +44,7 @@ def _make_user_task(name: str, render_mode: str | None, text_as_bytes: bool, kwa
     env_kwargs.update(kwargs)
     if render_mode is not None:
         env_kwargs["render_mode"] = render_mode
-    ensure_offscreen_gl(render_mode)  # a user task may be a MuJoCo env
+    ensure_offscreen_rendering(render_mode)  # a user task may be a MuJoCo env
     env = gym.make(factory, **env_kwargs) if isinstance(factory, str) else factory(**env_kwargs)
     return wrap_env(env, text_as_bytes=text_as_bytes)
 
@@ -83,7 +83,7 @@ def make_env(task: str, *, text_as_bytes: bool = False, render_mode: str | None 
         spec = _tasks.get_task(name)
     except KeyError:
         if name in gym.registry:
-            ensure_offscreen_gl(render_mode)  # any Gymnasium id may be a MuJoCo env
+            ensure_offscreen_rendering(render_mode)  # any Gymnasium id may be a MuJoCo env
             return wrap_env(gym.make(name, render_mode=render_mode, **kwargs), text_as_bytes=text_as_bytes)
         raise
     if spec.domain == "text":
