@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-expert": ("jat_policy.data.train_expert", "train a stable-baselines3 expert for a Gymnasium env"),
     "train": ("jat_policy.trainers.bc", "behaviour-cloning training of a JAT model"),
     "evaluate": ("jat_policy.evaluation.cli", "roll out a policy and report raw / normalised scores"),
+    "finetune": ("jat_policy.finetune", "a new env in one command: collect expert episodes, train, evaluate"),
     "demo": ("jat_policy.quickstart", "offline quickstart: collect, train a tiny JAT, evaluate"),
 }
 DEBUG_FLAG = "--debug"

@@ -529,6 +529,26 @@ class JatPolicy:
 
         return write_checkpoint(directory, self.model.checkpoint_weights(), self.model.write_config, write_policy)
 
+    def push_to_hub(self, repo_id: str, card: Any, *, private: bool = False, token: str | None = None) -> str:
+        """Saves the policy with its model card and uploads both (:func:`jat_policy.model_card.push_to_hub`).
+
+        Args:
+            repo_id: ``"user/name"`` (created if needed).
+            card: Its ``huggingface_hub.ModelCard``, e.g. ``read_model_card(<the checkpoint it came from>)``.
+            private: Create the repo as private.
+            token: Hub token (default: the logged-in one).
+
+        Returns:
+            The URL of the commit.
+        """
+        import tempfile
+
+        from jat_policy.model_card import push_to_hub
+
+        with tempfile.TemporaryDirectory(prefix="jat-push-") as staging:
+            self.save(staging)
+            return push_to_hub(staging, repo_id, private=private, token=token, card=card)
+
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> JatPolicy:
         """Loads a policy written by :meth:`save` (spaces and context window from ``policy.json``).

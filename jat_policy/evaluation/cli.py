@@ -8,6 +8,7 @@ from pathlib import Path
 from jat_policy.evaluation.plots import plot_results
 from jat_policy.evaluation.report import format_results
 from jat_policy.evaluation.rollout import evaluate, jat_policy_factory, random_policy_factory
+from jat_policy.model_card import CARD_NAME, update_model_card
 
 __all__ = ["EvaluateArgs", "cli_main"]
 
@@ -50,6 +51,9 @@ class EvaluateArgs:
     plots: bool = field(default=True, metadata={"help": "save PNG plots next to the JSON"})
     bootstrap_reps: int = field(default=2000, metadata={"help": "bootstrap replications for the CIs"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    update_card: bool = field(
+        default=False, metadata={"help": "merge the results into the checkpoint's model card (<model>/README.md)"}
+    )
     video: str = field(
         default="", metadata={"help": "record the first episode of each task as <video>/<task>-episode-0.mp4"}
     )
@@ -74,6 +78,9 @@ def cli_main(argv: list[str] | None = None) -> int:
             flag = "--" + name.replace("_", "-")
             return usage_error("jat-policy evaluate", f"{flag} must be >= 1, got {getattr(args, name)}")
     is_random = args.model == "random"
+    if args.update_card and (is_random or not (Path(args.model) / CARD_NAME).is_file()):
+        message = f"--update-card needs a checkpoint directory with a {CARD_NAME} model card, got --model {args.model}"
+        return usage_error("jat-policy evaluate", message)
     policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model)
     result = evaluate(
         policy,
@@ -104,4 +111,6 @@ def cli_main(argv: list[str] | None = None) -> int:
     for task_result in result.tasks.values():
         if task_result.video:
             print(f"Saved {task_result.video}")
+    if args.update_card:
+        print(f"Updated {update_model_card(args.model, result)}")
     return 0

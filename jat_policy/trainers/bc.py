@@ -438,7 +438,10 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     final = Path(options.output_dir) / "final"
     trainer.save_model(str(final))
     if trainer.is_world_process_zero():
+        from jat_policy.model_card import write_training_card
+
         (final / OPTIONS_NAME).write_text(record)
+        write_training_card(final, options, names)  # README.md, outside the weights' manifest: evaluate updates it
     return final
 
 
