@@ -233,6 +233,9 @@ def _eval_results(result: TaskResult, settings: Mapping[str, Any]) -> list[EvalR
             task_name="Reinforcement Learning",
             dataset_type=result.env_spec_id or result.env_id or result.task,
             dataset_name=result.task,
+            # model-index tells results apart by (task type, dataset type, config...), not by name: two tasks on
+            # one env (a user task wrapping CartPole-v1, and CartPole-v1) differ by their config, the task name
+            dataset_config=result.task,
             metric_type=kind,
             metric_name=kind.replace("_", " "),
             metric_value=round(float(value), 6),
