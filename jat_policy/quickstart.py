@@ -4,7 +4,8 @@
    Meta-World reach with its scripted policy (reference scores are measured on the way).
 2. Train one tiny JAT on both tasks by behaviour cloning (``transformers.Trainer``).
 3. Evaluate it with :func:`jat_policy.evaluation.evaluate`, normalising against the collected expert
-   and random scores, and print a table plus the path of the plots.
+   and random scores, and print a table plus the paths of the plots and of one short GIF per task (its first
+   evaluation episode).
 
 Everything is real: the numbers printed come from rollouts of the model just trained.
 """
@@ -159,6 +160,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     """
     from jat_policy.evaluation import evaluate, jat_policy_factory, plot_results
     from jat_policy.evaluation.report import format_results
+    from jat_policy.evaluation.video import gif_from_mp4
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
@@ -183,20 +185,25 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         seed=options.seed + 10_000_000,  # evaluation seeds differ from the training episodes'
         dataset_path={task: data_dir / task for task in options.tasks},
         model_info={"checkpoint": str(checkpoint), "preset": options.preset},
+        video_dir=results_dir / "videos",
     )
     results_dir.mkdir(parents=True, exist_ok=True)
     json_path = result.save_json(results_dir / "evaluation.json")
     plots = plot_results(result, results_dir)
+    gifs = [gif_from_mp4(res.video, results_dir / f"{task}.gif") for task, res in result.tasks.items() if res.video]
     print()
     print(format_results(result))
     print(f"results: {json_path}")
     for plot in plots:
         print(f"plot: {plot}")
+    for gif in gifs:
+        print(f"gif: {gif}")
     summary = {
         "options": asdict(options),
         "checkpoint": str(checkpoint),
         "evaluation": str(json_path),
         "plots": [str(p) for p in plots],
+        "gifs": [str(g) for g in gifs],
         "collected_scores": collected,
         "scores": {
             task: {"mean_return": res.mean_return, "expert_normalized": _normalised_mean(res)}

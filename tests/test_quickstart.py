@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
+
+from PIL import Image, ImageSequence
 
 from jat_policy.cli import main
 from jat_policy.quickstart import collect_tasks
@@ -17,6 +21,18 @@ def test_demo_smoke(tmp_path, capsys) -> None:
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert set(summary["scores"]) == {"babyai-go-to-red-ball", "metaworld-reach"}
     assert all(p.endswith(".png") for p in summary["plots"]) and summary["plots"]
+    # one short GIF per task, of its first evaluation episode: every k-th of its frames, at most 60
+    tasks = json.loads((tmp_path / "results" / "evaluation.json").read_text())["tasks"]
+    assert [Path(g).name for g in summary["gifs"]] == ["babyai-go-to-red-ball.gif", "metaworld-reach.gif"]
+    for gif in summary["gifs"]:
+        assert f"gif: {gif}" in out
+        n_frames = tasks[Path(gif).stem]["raw"]["lengths"][0] + 1  # reset + each step
+        step = math.ceil(n_frames / 60)
+        with Image.open(gif) as image:
+            # pillow merges repeated frames (a BabyAI action that changes nothing) into one longer frame
+            durations = [frame.info["duration"] for frame in ImageSequence.Iterator(image)]
+            assert max(image.size) <= 192
+        assert sum(durations) == math.ceil(n_frames / step) * math.gcd(*durations)
     evaluation = json.loads((tmp_path / "results" / "evaluation.json").read_text())
     reach = evaluation["tasks"]["metaworld-reach"]
     assert reach["reference"]["source"] == "dataset" and len(reach["raw"]["returns"]) == 2

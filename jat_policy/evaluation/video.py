@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import RecordVideo
 
-__all__ = ["VIDEO_EXTRA", "RecordEpisodeVideo", "first_episode", "write_gif", "write_mp4"]
+__all__ = ["VIDEO_EXTRA", "RecordEpisodeVideo", "first_episode", "gif_from_mp4", "write_gif", "write_mp4"]
 
 VIDEO_EXTRA = 'pip install "jat-policy[video]"'
 
@@ -93,6 +93,28 @@ def write_gif(
     path.parent.mkdir(parents=True, exist_ok=True)
     images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     return path
+
+
+def gif_from_mp4(
+    mp4: str | os.PathLike, gif: str | os.PathLike, max_frames: int = 60, max_side: int | None = 192
+) -> Path:
+    """A short looping GIF of an MP4 (every k-th frame, at most ``max_frames``, playing at the video's speed).
+
+    Args:
+        mp4: The video, e.g. one :class:`RecordEpisodeVideo` wrote.
+        gif: The ``.gif`` file to write.
+        max_frames: Most frames kept (evenly spaced, the first and the rhythm kept).
+        max_side: Longest side of the GIF's frames.
+
+    Returns:
+        The GIF's path.
+    """
+    imageio = _imageio()
+    with imageio.get_reader(mp4) as reader:
+        fps = float(reader.get_meta_data().get("fps") or 30.0)
+        frames = [frame for frame in reader]
+    step = max(1, -(-len(frames) // max_frames))  # ceil: at most max_frames frames
+    return write_gif(frames[::step], gif, fps=fps / step, max_side=max_side)
 
 
 def first_episode(episode: int) -> bool:
