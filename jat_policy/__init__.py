@@ -28,9 +28,12 @@ _LAZY: dict[str, str] = {
     "load_jat_dataset": "jat_policy.data",
     "collect": "jat_policy.data",
     "evaluate": "jat_policy.evaluation",
+    "finetune": "jat_policy.finetune",
+    "FinetuneOptions": "jat_policy.finetune",
 }
 
 __all__ = [
+    "FinetuneOptions",
     "JatConfig",
     "JatModel",
     "JatOutput",
@@ -39,6 +42,7 @@ __all__ = [
     "__version__",
     "collect",
     "evaluate",
+    "finetune",
     "get_task",
     "list_tasks",
     "load_jat_dataset",
@@ -51,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from jat_policy.configuration import JatConfig
     from jat_policy.data import collect, load_jat_dataset
     from jat_policy.evaluation import evaluate
+    from jat_policy.finetune import FinetuneOptions, finetune
     from jat_policy.modeling import JatModel, JatOutput
     from jat_policy.policy import JatPolicy
     from jat_policy.processing import JatProcessor

@@ -7,6 +7,7 @@ One module per concept, each importable on its own:
 * :mod:`~jat_policy.evaluation.results`: :class:`TaskResult`, :class:`EvaluationResult`, strict JSON;
 * :mod:`~jat_policy.evaluation.plots`: the paper's figures (matplotlib);
 * :mod:`~jat_policy.evaluation.report`: the printed results table, with the source of every reference score;
+* :mod:`~jat_policy.evaluation.video`: episodes as MP4 (Gymnasium's ``RecordVideo``, imageio-ffmpeg) and GIFs;
 * :mod:`~jat_policy.evaluation.cli`: ``jat-policy evaluate``.
 
 The names below are re-exported lazily, so ``import jat_policy.evaluation.scores`` needs neither gymnasium nor
@@ -48,11 +49,12 @@ _EXPORTS = {
     "random_policy_factory": "rollout",
     "plot_results": "plots",
     "format_results": "report",
+    "RecordEpisodeVideo": "video",
     "EvaluateArgs": "cli",
     "cli_main": "cli",
 }
 
-_SUBMODULES = ("scores", "results", "rollout", "plots", "report", "cli")
+_SUBMODULES = ("scores", "results", "rollout", "plots", "report", "video", "cli")
 
 __all__ = sorted(_EXPORTS)
 
