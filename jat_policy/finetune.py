@@ -48,7 +48,7 @@ class FinetuneOptions:
     episodes: int = field(default=100, metadata={"help": "expert episodes to collect"})
     max_steps: int = field(default=500, metadata={"help": "optimizer steps of behaviour cloning"})
     output_dir: str = field(default="runs/finetune", metadata={"help": "folder for data, run, results, videos"})
-    task: str = field(default="", metadata={"help": "task name (default: from --env, e.g. cartpole)"})
+    task: str = field(default="", metadata={"help": "task name; empty: made from --env (CartPole-v1 -> cartpole)"})
     episode_steps: int = field(default=0, metadata={"help": "cap episodes at this many env steps (0: the env's)"})
     random_episodes: int = field(default=20, metadata={"help": "random-policy episodes for the reference score"})
     batch_size: int = field(default=8, metadata={"help": "windows per optimizer step"})
