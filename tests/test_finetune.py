@@ -16,6 +16,17 @@ iio = pytest.importorskip("imageio.v3")
 PENDULUM_ZIP = Path(__file__).parent / "fixtures" / "sb3" / "ppo-InvertedPendulum-v4.zip"
 
 
+@pytest.fixture(autouse=True)
+def _forget_registered_tasks():
+    """finetune registers its env as a user task in this process: other tests count the registry."""
+    from jat_policy.tasks import list_tasks, unregister_task
+
+    before = set(list_tasks("user"))
+    yield
+    for name in set(list_tasks("user")) - before:
+        unregister_task(name)
+
+
 def balance(obs):  # the README's hand-written CartPole controller, as --expert tests.test_finetune:balance
     x, x_dot, angle, angle_dot, previous_reward = obs["continuous_observation"]
     return int(angle + 0.5 * angle_dot > 0)
