@@ -161,6 +161,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     from jat_policy.evaluation import evaluate, jat_policy_factory, plot_results
     from jat_policy.evaluation.report import format_results
     from jat_policy.evaluation.video import gif_from_mp4
+    from jat_policy.model_card import update_model_card
 
     out = Path(options.out_dir)
     data_dir, run_dir, results_dir = out / "data", out / "run", out / "results"
@@ -191,6 +192,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     json_path = result.save_json(results_dir / "evaluation.json")
     plots = plot_results(result, results_dir)
     gifs = [gif_from_mp4(res.video, results_dir / f"{task}.gif") for task, res in result.tasks.items() if res.video]
+    card = update_model_card(checkpoint, result)
     print()
     print(format_results(result))
     print(f"results: {json_path}")
@@ -198,6 +200,7 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
         print(f"plot: {plot}")
     for gif in gifs:
         print(f"gif: {gif}")
+    print(f"model card: {card}")
     summary = {
         "options": asdict(options),
         "checkpoint": str(checkpoint),

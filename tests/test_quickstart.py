@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+from huggingface_hub import ModelCard
 from PIL import Image, ImageSequence
 
 from jat_policy.cli import main
@@ -42,6 +44,10 @@ def test_demo_smoke(tmp_path, capsys) -> None:
     assert babyai["success_rate"] is not None and "mission completed" in babyai["success_definition"]
     # off a TTY, training prints plain progress lines and where its TensorBoard logs are, no dict dumps
     assert "step 4/4 (100%) | loss " in out and "{'loss'" not in out and "TensorBoard logs: " in out
+    card = ModelCard.load(tmp_path / "run" / "final" / "README.md")  # the checkpoint's card holds the results
+    means = {r.dataset_name: r.metric_value for r in card.data.eval_results if r.metric_type == "mean_reward"}
+    assert means == pytest.approx({task: tasks[task]["raw"]["mean"] for task in summary["scores"]})
+    assert f"model card: {tmp_path / 'run' / 'final' / 'README.md'}" in out
     # a second run reuses the collected data and the trained checkpoint
     assert main(argv) == 0
     assert "reusing" in capsys.readouterr().out
