@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,13 +223,10 @@ def _report(done: FinetuneResult) -> None:
 
 def cli_main(argv: list[str] | None = None) -> int:
     """``jat-policy finetune --env ... --expert ... --model ... --episodes N --max-steps M --output-dir D``."""
-    from jat_policy.utils.cli_args import parse_args
+    from jat_policy.utils.cli_args import parse_args, usage_error
 
     options = parse_args(FinetuneOptions, argv, prog="jat-policy finetune")
     if not options.env:
-        print(
-            "jat-policy finetune: --env is required (a Gymnasium id, module:factory or a JAT task).", file=sys.stderr
-        )
-        return 2
+        return usage_error("jat-policy finetune", "--env is required (a Gymnasium id, module:factory or a JAT task)")
     _report(finetune(options))
     return 0

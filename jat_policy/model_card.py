@@ -251,9 +251,14 @@ def _eval_results(result: TaskResult, settings: Mapping[str, Any]) -> list[EvalR
     norm, ref = result.expert_normalized, result.reference
     if norm.scores is not None and ref is not None:
         reference = {"random": ref.random, "expert": ref.expert, "source": ref.source}
+        if getattr(ref, "env_id", None):  # the env version the references were measured on (v2 vs v3)
+            reference["measured_on"] = ref.env_id
         out.append(metric("expert_normalized_score", float(norm.scores.mean()), reference))
     if result.successes is not None:
-        out.append(metric("success_rate", float(result.successes.mean())))
+        definition = getattr(result, "success_definition", None)
+        out.append(
+            metric("success_rate", float(result.successes.mean()), {"definition": definition} if definition else None)
+        )
     return out
 
 
@@ -278,7 +283,9 @@ def _results_table(results: Sequence[EvalResult]) -> str:
             str((mean.metric_args or {}).get("episodes", "-")) if mean else "-",
             f"{mean.metric_value:.4g} ± {std.metric_value:.3g}" if mean and std else "-",
             f"{norm.metric_value:.3f}" if norm else "undefined",
-            f"{ref['random']:.4g}, {ref['expert']:.4g}, {ref['source']}" if ref else "-",
+            f"{ref['random']:.4g}, {ref['expert']:.4g}, {ref['source']} ({ref.get('measured_on') or '?'})"
+            if ref
+            else "-",
             f"{success.metric_value:.0%}" if success else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")

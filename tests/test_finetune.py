@@ -86,15 +86,20 @@ def test_finetune_module_factory_env_and_a_checkpoint_to_fine_tune(tmp_path, cap
     assert f"`{first / 'run' / 'final'}`" in card  # the base checkpoint is named in the training table
 
 
-def test_finetune_usage_errors(capsys):
-    assert main(["finetune"]) == 2
-    assert "--env is required" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="neither a Gymnasium id"):
-        main(["finetune", "--env", "NoSuchEnv-v0"])
-    with pytest.raises(ValueError, match="has no 'nope'"):
-        main(["finetune", "--env", "tests.test_finetune:nope"])
-    with pytest.raises(ValueError, match="--trust-pickle applies to an SB3 .zip"):
-        main(["finetune", "--env", "CartPole-v1", "--expert", "random", "--trust-pickle"])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "--env is required"),
+        (["--env", "NoSuchEnv-v0"], "neither a Gymnasium id"),
+        (["--env", "tests.test_finetune:nope"], "has no 'nope'"),
+        (["--env", "CartPole-v1", "--expert", "random", "--trust-pickle"], "--trust-pickle applies to an SB3 .zip"),
+        (["--env", "CartPole-v1", "--expert", "auto"], "No default expert"),
+    ],
+)
+def test_finetune_usage_errors(capsys, argv, message):
+    assert main(["finetune", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_import_object_and_task_names():

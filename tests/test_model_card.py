@@ -57,7 +57,10 @@ def test_round_trip_train_writes_evaluate_updates_read_back(trained, tmp_path):
     result = json.loads(report.read_text())["tasks"][TASK]
     card = read_model_card(final)
     metrics = {r.metric_type: r for r in card.data.eval_results}
-    assert set(metrics) == {"mean_reward", "std_reward", "expert_normalized_score"}
+    assert set(metrics) == {"mean_reward", "std_reward", "expert_normalized_score", "success_rate"}
+    assert metrics["success_rate"].metric_value == result["success_rate"]
+    assert metrics["success_rate"].metric_args == {"definition": result["success_definition"]}
+    assert metrics["expert_normalized_score"].metric_args["measured_on"] == "CartPole-v1"
     assert metrics["mean_reward"].metric_value == pytest.approx(result["raw"]["mean"])
     assert metrics["mean_reward"].metric_args == {"episodes": 2, "seed": 0, "deterministic": False}
     assert metrics["expert_normalized_score"].metric_value == pytest.approx(result["expert_normalized"]["mean"])
