@@ -1,4 +1,4 @@
-"""The ``jat-policy`` command line, with the sub-commands ``collect | train-expert | train | evaluate | demo``.
+"""The ``jat-policy`` command line: ``collect | train-expert | train | evaluate | finetune | demo``.
 
 Each sub-command lives in the module that owns the feature and exposes ``cli_main(argv) -> int``;
 this file only dispatches, importing the module lazily so ``jat-policy --help`` stays fast.
