@@ -7,17 +7,18 @@ per-env context carried in an explicit :class:`JatPolicyState` (nothing is store
 ``stable_baselines3.common.evaluation.evaluate_policy`` over ``DummyVecEnv``/``SubprocVecEnv`` of wrapped envs.
 
 Rolling context (DESIGN.md, decision 3). Every env advances in the same forward pass, and each step feeds only
-the two new tokens ``[a_{t-1}, o_t]`` against the KV cache; the action for ``t`` is read at ``o_t``. The
-context window ``W`` is counted in timesteps: at step ``t`` of an episode the model sees exactly the timesteps
-``s(t) .. t``, with positions starting at 0, where::
+the two new tokens ``[a_{t-1}, o_t]``; the action for ``t`` is read at ``o_t``. The context window ``W`` is counted
+in timesteps: at step ``t`` of an episode the model sees exactly the timesteps ``s(t) .. t``, with positions starting
+at 0, where::
 
     s(t) = 0                             if t < W
     s(t) = (t // (W / 2) - 1) * (W / 2)  otherwise
 
-so when the window is full the oldest half is dropped and the rest re-encoded from position 0 (one extra
-forward over ``W + 1`` tokens every ``W / 2`` steps). Positions are never reused and the memory per env is
-bounded by ``2 W`` tokens, however long the episode. The reference's ``get_next_action`` instead ran four tokens
-per step for one env and let cached positions collapse once its cache was full.
+so when the window is full the oldest half is dropped. The next window is built alongside the current one
+(:mod:`jat_policy.rolling`), so the switch costs nothing and every step takes the same time. Positions are never
+reused and the memory per env is bounded (two rows of ``2 W`` key/value columns, allocated once per state and
+updated in place). The reference's ``get_next_action`` instead ran four tokens per step for one env and let cached
+positions collapse once its cache was full.
 
 Inputs are validated in one place before anything reaches the model (:mod:`jat_policy.policy_inputs`): a NaN, inf or
 value beyond ``MAX_INPUT_MAGNITUDE`` would otherwise stay in the env's KV cache and turn every later action of the
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-from jat_policy.cache import KVCache, StoredCache, invalidate_rows, reserve, to_store, trim, write_rows
+from jat_policy.cache import WindowBuffers
 from jat_policy.checkpoint import (
     POLICY_CONFIG_NAME,
     check_checkpoint_files,
@@ -64,12 +65,22 @@ from jat_policy.policy_inputs import (
     decode_missions,
     episode_starts,
 )
-from jat_policy.policy_state import JatPolicyState, context_start, context_starts
+from jat_policy.policy_state import JatPolicyState, context_start
+from jat_policy.precision import PRECISIONS, apply_precision, resolve_precision
 from jat_policy.processing import JatProcessor, scale_pixels
+from jat_policy.rolling import GraphedStep, plan_step, step_forward
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_INPUT_MAGNITUDE", "JatPolicy", "JatPolicyState", "context_start", "space_from_json", "space_to_json"]
+__all__ = [
+    "MAX_INPUT_MAGNITUDE",
+    "PRECISIONS",
+    "JatPolicy",
+    "JatPolicyState",
+    "context_start",
+    "space_from_json",
+    "space_to_json",
+]
 
 ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
 DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
@@ -145,14 +156,20 @@ class JatPolicy:
             ``"raise"`` (default) raises a ``ValueError`` naming the key and the env, before anything reaches the
             model or the state; ``"zero"`` replaces them by 0 and warns. Settable later as an attribute (e.g.
             after :meth:`from_pretrained`).
+        precision: ``"fp32"`` (exact), ``"bf16"`` (bf16 weights and KV cache) or ``"int8"`` (int8 weights, dynamic
+            activation quantisation; CPU only), see :mod:`jat_policy.precision`. The model is converted in place,
+            like ``model.to``. Default: bf16 on CUDA, else the model's own (fp32 for a loaded checkpoint).
+        cuda_graph: Replay each step as a CUDA graph over static KV buffers (default: on for CUDA devices; CUDA
+            only).
 
     Attributes:
-        fingerprint: A 16-hex-digit digest of the model architecture, weight dtype, spaces and context window,
+        precision: The precision in use.
+        fingerprint: A 16-hex-digit digest of the model architecture, precision, spaces and context window,
             stored in every state ``predict`` returns; a state with another fingerprint is refused.
 
     Raises:
-        ValueError: For observation or action spaces the checkpoint cannot represent, a bad context window or an
-            unknown ``invalid_values``.
+        ValueError: For observation or action spaces the checkpoint cannot represent, a bad context window, an
+            unknown ``invalid_values`` or ``precision``, int8 off the CPU, or ``cuda_graph`` off CUDA.
 
     Example:
         >>> import gymnasium as gym
@@ -174,11 +191,16 @@ class JatPolicy:
         context_window: int | None = None,
         device: str | torch.device | None = None,
         invalid_values: str = "raise",
+        precision: str | None = None,
+        cuda_graph: bool | None = None,
     ) -> None:
         if not isinstance(model, JatModel):
             raise TypeError(f"model must be a JatModel, got {type(model).__name__}.")
         device = resolve_device(device)
-        self.model = model.eval() if device is None else model.to(device).eval()
+        model = model if device is None else model.to(device)
+        self.precision = resolve_precision(precision, model, model.device)
+        self.model = apply_precision(model, self.precision).eval()
+        self.cuda_graph = self._resolve_cuda_graph(cuda_graph)
         self.config = model.config
         self.observation_space = observation_space
         self.action_space = action_space
@@ -201,7 +223,7 @@ class JatPolicy:
     def __repr__(self) -> str:
         return (
             f"JatPolicy(observation={self.observation_key}, action_space={self.action_space}, "
-            f"context_window={self.context_window}, device={self.device})"
+            f"context_window={self.context_window}, device={self.device}, precision={self.precision!r})"
         )
 
     @property
@@ -259,8 +281,16 @@ class JatPolicy:
             )
         return int(context_window)
 
+    def _resolve_cuda_graph(self, cuda_graph: bool | None) -> bool:
+        on_cuda = self.device.type == "cuda"
+        if cuda_graph is None:
+            return on_cuda
+        if cuda_graph and not on_cuda:
+            raise ValueError(f"cuda_graph=True needs the model on a CUDA device, it is on {self.device}.")
+        return bool(cuda_graph)
+
     def _fingerprint(self) -> str:
-        """A short digest of what a state depends on: architecture, weight dtype, spaces and context window.
+        """A short digest of what a state depends on: architecture, precision, spaces and context window.
 
         Weights are left out on purpose: a policy loaded from the same checkpoint with the same spaces accepts the
         state (so would one with other weights of the same architecture, reading the context with its own weights).
@@ -269,6 +299,7 @@ class JatPolicy:
         described = {
             "model": {key: config.get(key) for key in _FINGERPRINT_CONFIG_KEYS},
             "dtype": str(self._param_info()[1]),
+            "precision": self.precision,
             "observation_space": _describe_space(self.observation_space),
             "action_space": _describe_space(self.action_space),
             "context_window": self.context_window,
@@ -290,13 +321,21 @@ class JatPolicy:
         MAX_INPUT_MAGNITUDE`` (1e15). An invalid one raises a ``ValueError`` naming the key and the env before
         anything is fed to the model, so the given state stays valid (``invalid_values="zero"`` replaces them by 0
         instead). A batch of 0 envs returns empty actions (``(0,)`` or ``(0, k)``) and a 0-env state. A state
-        only fits the policy that returned it, or one with the same architecture, weight dtype, spaces and context
+        only fits the policy that returned it, or one with the same architecture, precision, spaces and context
         window (e.g. the same checkpoint saved and reloaded); any other policy's state is a ``ValueError``.
+
+        State contract (HF's ``Cache`` convention): the keys/values are preallocated once per rollout and updated
+        in place, so ``predict`` *consumes* the state it is given and returns the live one: always continue from the
+        returned state (``actions, state = policy.predict(obs, state)``). Passing a consumed state again raises a
+        ``ValueError`` instead of acting on overwritten keys/values; to branch two futures from one past, take
+        ``state.copy()`` before the call. A call that raises before reaching the model (invalid input, wrong
+        state) does not consume the state.
 
         Args:
             observation: A step dict of one env (entries shaped as the observation space; text a ``str``) or of
                 ``N`` envs (a leading env dimension; text a list/array of ``N`` strings or ``(N, 256)`` bytes).
-            state: The state returned by the previous call, or ``None`` to start every env afresh.
+            state: The state returned by the previous call (consumed by this one), or ``None`` to start every env
+                afresh.
             episode_start: ``(N,)`` bools: envs whose observation starts a new episode (their context is cleared;
                 the other envs keep theirs). ``None``: no env starts one (unless ``state`` is ``None``). Its length
                 must be ``N`` even when ``state`` is ``None``.
@@ -305,13 +344,13 @@ class JatPolicy:
 
         Returns:
             ``(actions, state)``: actions ``(N,)`` int64 for ``Discrete`` or ``(N, k)`` in the ``Box``'s dtype,
-            clipped to its bounds (without the leading ``N`` for a single observation), and the new state (the
-            given one is not modified).
+            clipped to its bounds (without the leading ``N`` for a single observation), and the live state (the
+            given one is consumed).
 
         Raises:
             ValueError: For a Gymnasium ``(obs, info)`` tuple, observations that do not match the observation
-                space, NaN/inf/too large values, a state from another policy, or a state / ``episode_start`` for
-                another number of envs.
+                space, NaN/inf/too large values, a state from another policy or already consumed, or a state /
+                ``episode_start`` for another number of envs.
             TypeError: For a state that is not a :class:`JatPolicyState` or non-numeric observation entries.
         """
         if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
@@ -354,6 +393,7 @@ class JatPolicy:
             raise TypeError(
                 f"state must be a JatPolicyState returned by JatPolicy.predict (or None), got {type(state).__name__}."
             )
+        state.check_live()
         if state.n_envs != n_envs:
             raise ValueError(
                 f"The state holds {state.n_envs} envs but the observation {n_envs}; pass state=None to start over "
@@ -408,85 +448,40 @@ class JatPolicy:
 
     # ------------------------------------------------------------------ rolling context
     def _advance(self, state: JatPolicyState, obs_embeds: Tensor) -> tuple[Tensor, JatPolicyState]:
-        """Feeds ``o_t`` (and ``a_{t-1}``) of every env; returns the hidden states at ``o_t`` ``(N, H)``."""
-        window, t = self.context_window, state.steps
-        first = context_starts(t, window)  # (N,) s(t)
-        start = t == 0
-        roll = (t > 0) & (first > context_starts(t - 1, window))  # s(t) moved on: re-encode s(t)..t from position 0
-        starts = np.where(start, 0, np.where(roll, first, state.context_starts))
-        act_embeds = self._embed_actions(state.last_actions, obs_embeds)  # (N, H)
-        tokens = self._extend_histories(state, obs_embeds, act_embeds, start, roll)
-        hidden = torch.empty_like(obs_embeds)  # (N, H)
-        cache = None
-        if not roll.all():
-            hidden, cache = self._step(state, obs_embeds, act_embeds, start, roll)
-        if roll.any():
-            rows = np.flatnonzero(roll)
-            hidden_roll, part = self._reencode([tokens[i] for i in rows])
-            rows_t = torch.as_tensor(rows, device=hidden.device)
-            hidden[rows_t] = hidden_roll
-            margin = self._margin
-            cache = to_store(part, part.length, margin) if cache is None else write_rows(cache, rows_t, part, margin)
-        new_state = JatPolicyState(window, t + 1, starts, tokens, state.last_actions, trim(cache))
-        return hidden, new_state
+        """Feeds ``o_t`` (and ``a_{t-1}``) of every env to both its contexts; returns the hidden at ``o_t`` ``(N, H)``.
 
-    @property
-    def _margin(self) -> int:
-        # Spare cache columns: the store is compacted (one copy) about every W/4 steps instead of every step.
-        return max(8, self.context_window // 2)
-
-    def _extend_histories(
-        self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
-    ) -> tuple[tuple[Tensor, ...], ...]:
-        """New per-env token histories ``[o_s, a_s, ..., o_t]``."""
-        keep = self.context_window - 1  # after a roll: the newest W/2 steps = W tokens, a_{t-1} included
-        tokens = []
-        for i, old in enumerate(state.tokens):
-            o, a = obs_embeds[i], act_embeds[i]
-            if start[i]:
-                tokens.append((o,))
-            elif roll[i]:
-                tokens.append((*old[-keep:], a, o))
-            else:
-                tokens.append((*old, a, o))
-        return tuple(tokens)
-
-    def _step(
-        self, state: JatPolicyState, obs_embeds: Tensor, act_embeds: Tensor, start: np.ndarray, roll: np.ndarray
-    ) -> tuple[Tensor, StoredCache]:
-        """One forward of the two new tokens ``[a_{t-1}, o_t]`` of every env against the cache.
-
-        Starting envs feed ``[pad, o_0]`` (the pad masked); envs that roll over take part with masked dummy
-        tokens (their rows are replaced by :meth:`_reencode`).
+        The state's buffers are updated in place and handed to the returned state (the given one is consumed).
         """
-        device = obs_embeds.device
-        reset = torch.as_tensor(start | roll, device=device)
-        lengths = torch.as_tensor([len(tokens) for tokens in state.tokens], device=device)  # position of a_{t-1}
-        positions = torch.stack((lengths, lengths + 1), dim=1)  # (N, 2)
-        positions = torch.where(reset[:, None], 0, positions)
-        mask = torch.ones(state.n_envs, 2, dtype=torch.long, device=device)  # (N, 2)
-        mask[:, 0] = (~reset).long()
-        mask[torch.as_tensor(roll, device=device), 1] = 0
-        past = state.cache
-        if past is not None:
-            if not isinstance(past, StoredCache):  # e.g. a state assembled by hand
-                past = to_store(past, past.length, self._margin)
-            if bool(reset.any()):
-                past = invalidate_rows(past, reset)
-            past = reserve(past, 2, self._margin)  # the two new tokens are written in place
-        inputs = torch.stack((act_embeds, obs_embeds), dim=1)  # (N, 2, H)
-        hidden, out = self.model.transformer(inputs, mask, positions, past, use_cache=True)
-        if past is None:
-            return hidden[:, 1], to_store(out, out.length, self._margin)
-        return hidden[:, 1], past.with_slots(past.lo, past.hi + 2, out.positions, out.valid)  # (N, H) at o_t
+        n_envs, device = state.n_envs, obs_embeds.device
+        buffers = state.buffers if state.buffers is not None else self._allocate(n_envs)
+        primary = state.primary if state.primary is not None else np.zeros(n_envs, dtype=np.int64)
+        plan = plan_step(state.steps, state.context_starts, primary, buffers.lengths, self.context_window)
+        pair = torch.stack((self._embed_actions(state.last_actions, obs_embeds), obs_embeds), dim=1)  # (N, 2, H)
+        inputs = torch.cat((pair, pair))  # (2N, 2, H): both contexts of an env take the same tokens
+        columns = torch.as_tensor(plan.columns, device=device)  # (2N, 2)
+        lengths = torch.as_tensor(plan.lengths, device=device)  # (2N,)
+        new_state = JatPolicyState(
+            self.context_window, state.steps + 1, plan.starts, state.last_actions, buffers, plan.primary
+        )
+        buffers.owner = new_state.token  # from here on the given state is consumed (its rows get overwritten)
+        if self.cuda_graph:
+            graph = buffers.graphs.get(inputs.shape)
+            if graph is None:
+                graph = buffers.graphs[inputs.shape] = GraphedStep(self.model.transformer, buffers, inputs)
+            hidden = graph(inputs, columns, lengths)  # (2N, 2, H)
+        else:
+            used = int(plan.lengths.max())  # attend over the filled columns only
+            hidden = step_forward(self.model.transformer, buffers, inputs, columns, lengths, used)  # (2N, 2, H)
+        buffers.lengths = plan.lengths
+        return hidden[torch.as_tensor(plan.primary_rows(), device=device), 1], new_state  # (N, H) at o_t
 
-    def _reencode(self, histories: list[tuple[Tensor, ...]]) -> tuple[Tensor, KVCache]:
-        """Encodes the rolled-over contexts (each ``W + 1`` tokens) from position 0; hidden at ``o_t`` ``(R, H)``."""
-        inputs = torch.stack([torch.stack(tokens) for tokens in histories])  # (R, W + 1, H)
-        rows, length = inputs.shape[:2]
-        positions = torch.arange(length, device=inputs.device).expand(rows, length)  # (R, W + 1)
-        hidden, cache = self.model.transformer(inputs, None, positions, None, use_cache=True)
-        return hidden[:, -1], cache
+    def _allocate(self, n_envs: int) -> WindowBuffers:
+        """Zeroed buffers for ``2 N`` contexts (two per env) of ``2 W`` columns, in the activations' dtype."""
+        config = self.model.config
+        device, dtype = self._param_info()
+        head_dim = config.hidden_size // config.num_heads
+        rows, capacity = 2 * n_envs, 2 * self.context_window
+        return WindowBuffers.allocate(rows, config.num_layers, config.num_heads, head_dim, capacity, dtype, device)
 
     # ------------------------------------------------------------------ actions
     def _select_actions(self, hidden: Tensor, deterministic: bool) -> tuple[Tensor, np.ndarray]:
@@ -550,17 +545,20 @@ class JatPolicy:
             return push_to_hub(staging, repo_id, private=private, token=token, card=card)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device | None = None) -> JatPolicy:
+    def load(
+        cls, directory: str | os.PathLike, device: str | torch.device | None = None, precision: str | None = None
+    ) -> JatPolicy:
         """Loads a policy written by :meth:`save` (spaces and context window from ``policy.json``).
 
         Args:
             directory: The directory.
             device: Device for the model (``"auto"``: CUDA when available).
+            precision: ``"fp32"``, ``"bf16"`` or ``"int8"`` (default: bf16 on CUDA, fp32 elsewhere).
 
         Returns:
             The policy.
         """
-        return cls.from_pretrained(directory, device=device)
+        return cls.from_pretrained(directory, device=device, precision=precision)
 
     @classmethod
     def from_pretrained(
@@ -573,6 +571,7 @@ class JatPolicy:
         device: str | torch.device | None = None,
         revision: str | None = None,
         dtype: torch.dtype | None = None,
+        precision: str | None = None,
     ) -> JatPolicy:
         """A policy from a checkpoint directory or a Hub repo id (e.g. ``jat-project/jat``) and the env's spaces.
 
@@ -584,7 +583,9 @@ class JatPolicy:
             context_window: ``W`` in timesteps; default: ``policy.json``'s, else the per-domain default.
             device: Device for the model (``"auto"``: CUDA when available).
             revision: Hub revision.
-            dtype: dtype to cast the weights to.
+            dtype: dtype to cast the weights to (``torch.bfloat16`` amounts to ``precision="bf16"``).
+            precision: ``"fp32"``, ``"bf16"`` or ``"int8"``, applied to the fp32 checkpoint at load (default: bf16
+                on CUDA, else fp32 or ``dtype``'s).
 
         Returns:
             The policy.
@@ -606,4 +607,6 @@ class JatPolicy:
         model = JatModel.from_pretrained(directory, device=resolve_device(device), dtype=dtype)
         if processor is None and saved_processor(directory, meta):
             processor = JatProcessor.from_pretrained(directory)
-        return cls(model, observation_space, action_space, processor=processor, context_window=context_window)
+        return cls(
+            model, observation_space, action_space, processor, context_window=context_window, precision=precision
+        )

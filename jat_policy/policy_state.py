@@ -6,54 +6,60 @@ The window rule lives here too: at step ``t`` of an episode the model sees times
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from torch import Tensor
 
-from jat_policy.cache import KVCache
+from jat_policy.cache import WindowBuffers
 
-__all__ = ["JatPolicyState", "context_start", "context_starts"]
+__all__ = ["CONSUMED_MESSAGE", "JatPolicyState", "context_start", "context_starts"]
+
+
+CONSUMED_MESSAGE = (
+    "This JatPolicyState was consumed by an earlier predict() call: predict updates the state's key/value buffers in "
+    "place and returns the live state. Pass the state returned by the last call (actions, state = "
+    "policy.predict(obs, state)), or state.copy() taken beforehand to branch."
+)
 
 
 @dataclass(frozen=True)
 class JatPolicyState:
     """Per-env rolling context of a :class:`~jat_policy.policy.JatPolicy`, passed to and returned by ``predict``.
 
-    ``predict`` never modifies the state it is given: it returns a new one (tensors that did not change
-    are shared). Keeping an old state and predicting from it again is therefore safe (e.g. to branch).
+    The keys/values live in :class:`~jat_policy.cache.WindowBuffers` allocated once per rollout and updated in place
+    (HF's ``Cache`` convention): ``predict`` consumes the state it is given and returns the live one. Predicting
+    from a consumed state raises a ``ValueError``; take :meth:`copy` before the call to branch.
 
     Attributes:
         context_window: ``W``, the window (in timesteps) the state was built for.
         steps: ``(N,)`` int64, number of observations of the current episode already processed per env
             (the next observation is timestep ``steps[i]``; 0 means a fresh episode).
         context_starts: ``(N,)`` int64, ``s(t)``: the first timestep of each env's current context.
-        tokens: Per env, the input embeddings ``(H,)`` of the context's tokens in position order
-            ``[o_s, a_s, ..., o_t]`` (at most ``2 W - 1``), kept to re-encode the newest half when the window
-            rolls over.
         last_actions: ``(N,)`` int64 action indices or ``(N, k)`` clipped continuous actions returned by the
             last call (fed back as ``a_{t-1}``); ``None`` before the first call.
-        cache: The :class:`~jat_policy.cache.KVCache` of every env's context (rows left-padded with
-            invalid slots); ``None`` before the first call.
+        buffers: The keys/values of every env's two contexts (rows ``[0, N)`` slot 0, ``[N, 2N)`` slot 1; see
+            :mod:`jat_policy.rolling`); ``None`` before the first call.
+        primary: ``(N,)`` int64, the slot (0 or 1) holding each env's window.
         policy_fingerprint: :attr:`~jat_policy.policy.JatPolicy.fingerprint` of the policy that built the state
-            (model architecture, weight dtype, spaces, context window); ``predict`` rejects a state of another
+            (model architecture, precision, spaces, context window); ``predict`` rejects a state of another
             policy. ``None`` for a state assembled by hand, which any policy accepts.
     """
 
     context_window: int
     steps: np.ndarray
     context_starts: np.ndarray
-    tokens: tuple[tuple[Tensor, ...], ...]
     last_actions: Tensor | None = None
-    cache: KVCache | None = field(default=None, repr=False)
+    buffers: WindowBuffers | None = field(default=None, repr=False)
+    primary: np.ndarray | None = None
     policy_fingerprint: str | None = None
+    token: object = field(default_factory=object, repr=False, compare=False)
 
     @classmethod
     def initial(cls, n_envs: int, context_window: int, policy_fingerprint: str | None = None) -> JatPolicyState:
         """An empty state for ``n_envs`` envs, all at the start of an episode."""
         zeros = np.zeros(n_envs, dtype=np.int64)
-        tokens = tuple(() for _ in range(n_envs))
-        return cls(context_window, zeros, zeros.copy(), tokens, policy_fingerprint=policy_fingerprint)
+        return cls(context_window, zeros, zeros.copy(), primary=zeros.copy(), policy_fingerprint=policy_fingerprint)
 
     @property
     def n_envs(self) -> int:
@@ -65,11 +71,34 @@ class JatPolicyState:
         """``(N,)`` number of timesteps in each env's context after the last step (``t - s(t) + 1``)."""
         return self.steps - self.context_starts
 
+    @property
+    def consumed(self) -> bool:
+        """Whether a later ``predict`` call took over this state's buffers (the state can no longer be used)."""
+        return self.buffers is not None and self.buffers.owner is not self.token
+
+    def check_live(self) -> None:
+        """Raises ``ValueError`` if the state was consumed (see :data:`CONSUMED_MESSAGE`)."""
+        if self.consumed:
+            raise ValueError(CONSUMED_MESSAGE)
+
+    def copy(self) -> JatPolicyState:
+        """An independent live copy (its own buffers), e.g. to branch two futures from one past."""
+        self.check_live()
+        if self.buffers is None:
+            return replace(self, token=object())
+        buffers = self.buffers.clone()
+        copied = replace(self, buffers=buffers, token=object())
+        buffers.owner = copied.token
+        return copied
+
     def __repr__(self) -> str:
-        cache = None if self.cache is None else f"{self.cache.length} slots"
+        buffers = (
+            None if self.buffers is None else f"{self.buffers.capacity} columns x {len(self.buffers.lengths)} rows"
+        )
         return (
             f"JatPolicyState(n_envs={self.n_envs}, context_window={self.context_window}, steps={self.steps.tolist()}, "
-            f"context_lengths={self.context_lengths.tolist()}, cache={cache})"
+            f"context_lengths={self.context_lengths.tolist()}, buffers={buffers}"
+            f"{', consumed' if self.consumed else ''})"
         )
 
 

@@ -82,7 +82,7 @@ def test_continuous_rollout_matches_full_forward_over_several_windows(model):
         actions.append(action)
         s = context_start(t, window)
         assert state.context_lengths[0] == t - s + 1
-        assert state.cache.length <= 2 * window
+        assert state.buffers.capacity == 2 * window and state.buffers.lengths.max() < 2 * window
         with torch.no_grad():
             ref = model(
                 continuous_observations=torch.from_numpy(obs[None, s : t + 1, :-1]),
@@ -184,7 +184,7 @@ def test_batched_predict_equals_single_env_predicts_with_resets(model):
                 {"continuous_observation": obs[t, i]}, single_states[i], np.array([starts[t, i]]), deterministic=True
             )
             worst = max(worst, float(np.abs(single - actions[i]).max()))
-        assert state.cache.length <= 2 * window
+        assert state.buffers.lengths.max() < 2 * window
     assert worst <= 1e-5, worst
     assert len(set(state.context_starts.tolist())) > 1  # the envs really were at different points
 
@@ -196,43 +196,49 @@ def test_episode_start_resets_exactly_one_env(model):
     for _ in range(5):
         _, state = policy.predict({"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)}, state)
     obs = rng.normal(size=(3, 6)).astype(np.float32)
+    kept = state.copy()
     actions, after = policy.predict({"continuous_observation": obs}, state, np.array([False, True, False]))
     assert after.steps.tolist() == [6, 1, 6]
     assert after.context_lengths.tolist() == [6, 1, 6]
     fresh, _ = policy.predict({"continuous_observation": obs[1]})
-    continued, _ = policy.predict({"continuous_observation": obs}, state)
+    continued, _ = policy.predict({"continuous_observation": obs}, kept)
     np.testing.assert_allclose(actions[1], fresh, atol=1e-5)
     np.testing.assert_allclose(actions[[0, 2]], continued[[0, 2]], atol=1e-5)
     assert np.abs(actions[1] - continued[1]).max() > 1e-6  # the reset env really forgot its context
 
 
-def test_state_is_not_modified_and_can_be_reused(model):
+def test_a_consumed_state_is_refused_and_a_copy_replays_the_same_step(model):
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
     rng = np.random.default_rng(6)
     state = None
     for _ in range(7):
         _, state = policy.predict({"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}, state)
-    steps, valid, length = state.steps.copy(), state.cache.valid.clone(), state.cache.length
     obs = {"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}
+    branch = state.copy()
     first, new_state = policy.predict(obs, state, np.array([True, False]))  # rolls env 1 over (t = 8) and resets 0
-    second, _ = policy.predict(obs, state, np.array([True, False]))
+    assert new_state is not state and state.consumed and not new_state.consumed
+    assert new_state.buffers is state.buffers  # updated in place, not copied
+    with pytest.raises(ValueError, match="consumed by an earlier predict"):
+        policy.predict(obs, state)
+    with pytest.raises(ValueError, match="consumed"):
+        state.copy()
+    second, _ = policy.predict(obs, branch, np.array([True, False]))
     np.testing.assert_array_equal(first, second)
-    assert new_state is not state
-    np.testing.assert_array_equal(state.steps, steps)
-    assert state.cache.length == length and torch.equal(state.cache.valid, valid)
+    assert "consumed" in repr(state)
 
 
-def test_branching_from_an_old_state_does_not_disturb_the_newer_one(model):
-    """Predicting twice from one state (appends go into shared storage) gives two independent futures."""
+def test_branching_with_copy_gives_independent_futures(model):
+    """Two copies of one state continue independently; the same inputs give the same actions."""
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=8)
     rng = np.random.default_rng(7)
     inputs = [{"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)} for _ in range(12)]
     state = None
     for obs in inputs[:3]:
         _, state = policy.predict(obs, state)
+    second_past, third_past = state.copy(), state.copy()
     _, first = policy.predict(inputs[3], state)
-    _, second = policy.predict(inputs[4], state)  # another future from the same past
-    _, first_again = policy.predict(inputs[3], state)
+    _, second = policy.predict(inputs[4], second_past)  # another future from the same past
+    _, first_again = policy.predict(inputs[3], third_past)
     for obs in inputs[5:]:  # crosses a rollover (t = 8)
         a1, first = policy.predict(obs, first)
         a2, second = policy.predict(obs, second)
@@ -247,10 +253,11 @@ def test_memory_stays_flat_over_long_episodes(model):
     obs = {"continuous_observation": np.zeros((2, 6), np.float32)}
     state = policy.predict(obs)[1]
     state = policy.predict(obs, state, np.array([True, False]))[1]  # desynchronise the two envs
+    buffers, nbytes = state.buffers, state.buffers.nbytes
     for _ in range(300):
         _, state = policy.predict(obs, state)
-        assert state.cache.length <= 2 * window
-        assert all(len(tokens) <= 2 * window - 1 for tokens in state.tokens)
+        assert state.buffers is buffers and buffers.nbytes == nbytes  # allocated once, updated in place
+        assert buffers.lengths.max() <= 2 * window - 1
     assert state.steps.tolist() == [301, 302]
 
 

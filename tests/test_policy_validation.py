@@ -100,13 +100,14 @@ def test_the_state_survives_an_invalid_step_untouched(model):
     for obs in history:
         _, state = policy.predict(cont(obs), state)
         _, clean_state = clean.predict(cont(obs), clean_state)
-    steps, length = state.steps.copy(), state.cache.length
+    steps, lengths = state.steps.copy(), state.buffers.lengths.copy()
     poisoned = history[-1].copy()
     poisoned[0, 2] = np.nan
     with pytest.raises(ValueError, match="state you passed is unchanged"):
         policy.predict(cont(poisoned), state)
     np.testing.assert_array_equal(state.steps, steps)
-    assert state.cache.length == length and torch.isfinite(state.cache.keys[0]).all()
+    assert not state.consumed and np.array_equal(state.buffers.lengths, lengths)
+    assert torch.isfinite(state.buffers.keys[0]).all()
     state_actions = clean_actions = None
     for obs in rng.normal(size=(3, 2, 6)).astype(np.float32):
         state_actions, state = policy.predict(cont(obs), state)
@@ -176,7 +177,7 @@ def test_an_empty_batch_returns_empty_actions_and_a_zero_env_state(model, action
     empty = cont(np.zeros((0, 6)))
     actions, state = policy.predict(empty, episode_start=np.zeros(0, bool))
     assert actions.shape == shape and actions.dtype == dtype
-    assert state.n_envs == 0 and state.cache is None
+    assert state.n_envs == 0 and state.buffers is None
     again, state = policy.predict(empty, state)
     assert again.shape == shape
     with pytest.raises(ValueError, match="holds 0 envs"):
@@ -266,7 +267,8 @@ def test_the_same_policy_reloaded_accepts_the_state(model, tmp_path):
     assert loaded.fingerprint == twin.fingerprint == policy.fingerprint
     obs = cont(np.random.default_rng(0).normal(size=(2, 6)))
     state = state_of(policy, obs, steps=5)
-    np.testing.assert_array_equal(policy.predict(obs, state)[0], loaded.predict(obs, state)[0])
+    branch = state.copy()
+    np.testing.assert_array_equal(policy.predict(obs, state)[0], loaded.predict(obs, branch)[0])
 
 
 def test_a_hand_assembled_state_has_no_fingerprint_and_is_accepted(model):

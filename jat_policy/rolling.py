@@ -1,0 +1,159 @@
+"""The rolling context of :class:`~jat_policy.policy.JatPolicy`: two contexts per env, fed in place, no stalls.
+
+Window rule (:func:`~jat_policy.policy_state.context_start`): at step ``t`` the model sees timesteps ``s(t) .. t``
+with positions from 0, and when the window of ``W`` timesteps is full it restarts at its half-way point. Re-encoding
+the newest half at that moment (``W + 1`` tokens at once) made that one step 10-15x slower than the others (issue
+15). Instead each env keeps two contexts, rows of its state's :class:`~jat_policy.cache.WindowBuffers`:
+
+* the **primary**, the window ``s(t) .. t``, from which the action is read;
+* the **secondary**, which starts at the primary's half-way point ``s + W/2`` and receives every timestep from there.
+
+When the window fills (``t = s + W``), the secondary holds exactly the next window ``s + W/2 .. t``: the two rows swap
+roles (no copy) and the old primary restarts as the new secondary with ``o_t`` alone. Every step feeds the two new
+tokens ``[a_{t-1}, o_t]`` to both rows of every env in one forward pass: 4 tokens per env per step, the same count as
+the amortised re-encode, but on every step alike. Both contexts are exact (positions from 0), so every action still
+equals the full forward over ``s(t) .. t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jat_policy.backbone import JatTransformer, build_attention_bias
+from jat_policy.cache import WindowBuffers
+
+__all__ = ["GraphedStep", "StepPlan", "plan_step", "step_forward"]
+
+IDLE, START, APPEND = 0, 1, 2  # what a context row does this step
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Where the new tokens of one step go.
+
+    Rows ``[0, N)`` are slot 0 of each env and rows ``[N, 2N)`` slot 1; ``primary`` says which slot is the window.
+
+    Attributes:
+        columns: ``(2N, 2)`` column (= position) of ``[a_{t-1}, o_t]`` in each row; placeholder tokens go to the
+            never-valid last columns.
+        lengths: ``(2N,)`` valid columns of each row after the step.
+        primary: ``(N,)`` slot (0 or 1) of each env's window after the step.
+        starts: ``(N,)`` ``s(t)``, the first timestep of each env's window after the step.
+    """
+
+    columns: np.ndarray
+    lengths: np.ndarray
+    primary: np.ndarray
+    starts: np.ndarray
+
+    def primary_rows(self) -> np.ndarray:
+        """``(N,)`` row of each env's window."""
+        n = len(self.primary)
+        return self.primary * n + np.arange(n)
+
+
+def plan_step(
+    steps: np.ndarray, starts: np.ndarray, primary: np.ndarray, lengths: np.ndarray, window: int
+) -> StepPlan:
+    """The plan for feeding timestep ``steps[i]`` of every env (0: a new episode).
+
+    Args:
+        steps: ``(N,)`` timestep each env is about to see.
+        starts: ``(N,)`` first timestep of each env's window before the step.
+        primary: ``(N,)`` slot of each env's window before the step.
+        lengths: ``(2N,)`` valid columns of each row before the step.
+        window: ``W`` in timesteps (even); rows hold ``2 W`` columns.
+
+    Returns:
+        The :class:`StepPlan`.
+    """
+    n, half, capacity = len(steps), window // 2, 2 * window
+    fresh = steps == 0
+    roll = ~fresh & (steps == starts + window)  # the window is full: the secondary becomes it
+    new_primary = np.where(fresh, 0, np.where(roll, 1 - primary, primary))
+    new_starts = np.where(fresh, 0, np.where(roll, starts + half, starts))
+    env = np.arange(n)
+    action = np.empty(2 * n, dtype=np.int64)
+    action[new_primary * n + env] = np.where(fresh, START, APPEND)
+    offset = steps - (new_starts + half)  # the secondary starts at the window's half-way point
+    action[(1 - new_primary) * n + env] = np.where(fresh | (offset < 0), IDLE, np.where(offset == 0, START, APPEND))
+    columns = np.stack((lengths, lengths + 1), axis=1)  # (2N, 2) APPEND
+    columns[action == START] = (capacity - 1, 0)  # a placeholder a_{t-1}, then o_t at position 0
+    columns[action == IDLE] = (capacity - 2, capacity - 1)  # placeholders only (an idle row holds nothing)
+    new_lengths = np.select([action == APPEND, action == START], [lengths + 2, 1], 0)
+    return StepPlan(columns, new_lengths, new_primary, new_starts)
+
+
+def step_forward(
+    transformer: JatTransformer, buffers: WindowBuffers, inputs: Tensor, columns: Tensor, lengths: Tensor, used: int
+) -> Tensor:
+    """The transformer over new tokens whose keys/values are written into ``buffers`` in place.
+
+    Each layer writes the new keys/values at ``columns`` first, then attends over the first ``used`` columns, of
+    which those below the row's new length are valid; column = position, so causality and the local window follow
+    from the positions as in :meth:`JatTransformer.forward` (same masking arithmetic, hence the same numbers).
+
+    Args:
+        transformer: The model's backbone.
+        buffers: The state's buffers (updated in place).
+        inputs: ``(R, T, H)`` input embeddings.
+        columns: ``(R, T)`` int64 column (= position) of each new token.
+        lengths: ``(R,)`` int64 valid columns of each row after the step.
+        used: Columns to attend over (at least ``max(lengths)``; the capacity for static shapes).
+
+    Returns:
+        Final hidden states ``(R, T, H)``.
+    """
+    config = transformer.config
+    rows = inputs.shape[0]
+    key_positions = torch.arange(used, device=inputs.device)  # (used,)
+    valid = key_positions[None, :] < lengths[:, None]  # (R, used)
+    key_positions = key_positions.expand(rows, used)
+    biases = {
+        kind: build_attention_bias(columns, key_positions, valid, config.window_size if kind == "local" else None)
+        for kind in set(config.attention_layers)
+    }
+    x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
+    for i, block in enumerate(transformer.h):
+        x, _, _ = block(x, biases[block.attn.attention_type], partial(buffers.write, i, columns, used))
+    return transformer.ln_f(x)
+
+
+class GraphedStep:
+    """:func:`step_forward` over the whole capacity, captured once as a CUDA graph and replayed every step.
+
+    A policy step is a few dozen small kernels per layer; on a GPU their launches, not the arithmetic, dominate,
+    and a graph replays them in one call. Static shapes make this possible: the buffers are preallocated and the
+    attention always spans their ``C`` columns. Inputs are copied into the graph's static tensors before a replay.
+    """
+
+    def __init__(self, transformer: JatTransformer, buffers: WindowBuffers, inputs: Tensor) -> None:
+        rows, tokens, _ = inputs.shape
+        capacity = buffers.capacity
+        self.inputs = torch.zeros_like(inputs)
+        # Warm-up and capture write only into the never-valid last column, so the state's contexts stay intact.
+        self.columns = torch.full((rows, tokens), capacity - 1, dtype=torch.long, device=inputs.device)
+        self.lengths = torch.zeros(rows, dtype=torch.long, device=inputs.device)
+        run = partial(step_forward, transformer, buffers, self.inputs, self.columns, self.lengths, capacity)
+        side = torch.cuda.Stream(device=inputs.device)
+        side.wait_stream(torch.cuda.current_stream(inputs.device))
+        with torch.cuda.stream(side):
+            for _ in range(2):  # kernels choose their algorithms outside the capture
+                run()
+        torch.cuda.current_stream(inputs.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = run()
+
+    def __call__(self, inputs: Tensor, columns: Tensor, lengths: Tensor) -> Tensor:
+        """Replays the step on new inputs; returns ``(R, T, H)`` (a view of the graph's output: copy to keep it)."""
+        self.inputs.copy_(inputs)
+        self.columns.copy_(columns)
+        self.lengths.copy_(lengths)
+        self.graph.replay()
+        return self.output
