@@ -514,7 +514,17 @@ class JatPolicy:
 
         Returns:
             The directory.
+
+        Raises:
+            ValueError: For an int8 policy (save the fp32 one; precision is applied at load).
         """
+        if self.precision == "int8":
+            raise ValueError(
+                "An int8 policy cannot be saved: checkpoints hold fp32 weights and quantisation happens at load. Save "
+                "the fp32 policy and load it with precision='int8'."
+            )
+        # Checkpoints stay fp32 whatever the precision in use (a bf16 policy's weights are upcast exactly).
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in self.model.checkpoint_weights().items()}
         has_processor = self.processor is not None
 
         def write_policy(staging: Path) -> None:
@@ -522,7 +532,7 @@ class JatPolicy:
                 self.processor.save_pretrained(staging)
             write_policy_config(staging, self.observation_space, self.action_space, self.context_window, has_processor)
 
-        return write_checkpoint(directory, self.model.checkpoint_weights(), self.model.write_config, write_policy)
+        return write_checkpoint(directory, weights, self.model.write_config, write_policy)
 
     def push_to_hub(self, repo_id: str, card: Any, *, private: bool = False, token: str | None = None) -> str:
         """Saves the policy with its model card and uploads both (:func:`jat_policy.model_card.push_to_hub`).

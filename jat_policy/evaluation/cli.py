@@ -9,6 +9,7 @@ from jat_policy.evaluation.plots import plot_results
 from jat_policy.evaluation.report import format_results
 from jat_policy.evaluation.rollout import evaluate, jat_policy_factory, random_policy_factory
 from jat_policy.model_card import CARD_NAME, update_model_card
+from jat_policy.precision import PRECISIONS
 
 __all__ = ["EvaluateArgs", "cli_main"]
 
@@ -30,6 +31,10 @@ class EvaluateArgs:
     n_envs: int = field(default=1, metadata={"help": "parallel envs per task"})
     seed: int = field(default=0, metadata={"help": "base seed: episode k is reset with seed + k"})
     deterministic: bool = field(default=False, metadata={"help": "greedy actions instead of sampling"})
+    precision: str = field(
+        default="",
+        metadata={"help": "fp32|bf16|int8 weights, quantised at load (default: fp32 on CPU, bf16 on CUDA)"},
+    )
     output: str = field(
         default="", metadata={"help": "JSON path (default: <model>/evaluations.json, or ./evaluations.json)"}
     )
@@ -77,11 +82,16 @@ def cli_main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             return usage_error("jat-policy evaluate", f"{flag} must be >= 1, got {getattr(args, name)}")
+    if args.precision and args.precision not in PRECISIONS:
+        return usage_error(
+            "jat-policy evaluate", f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}"
+        )
     is_random = args.model == "random"
     if args.update_card and (is_random or not (Path(args.model) / CARD_NAME).is_file()):
         message = f"--update-card needs a checkpoint directory with a {CARD_NAME} model card, got --model {args.model}"
         return usage_error("jat-policy evaluate", message)
-    policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model)
+    precision = args.precision or None
+    policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model, precision=precision)
     result = evaluate(
         policy,
         args.tasks,
@@ -92,7 +102,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         dataset_path=args.dataset or None,
         bootstrap_reps=args.bootstrap_reps,
         progress=args.progress,
-        model_info={"path": args.model},
+        model_info={"path": args.model} if is_random else {"path": args.model, "precision": precision or "default"},
         checkpoint_references=args.checkpoint_references,
         video_dir=args.video or None,
     )

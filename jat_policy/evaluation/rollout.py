@@ -134,7 +134,9 @@ class _JatPolicyFactory:
         return JatPolicy.from_pretrained(self.model_dir, env.observation_space, env.action_space, **self.policy_kwargs)
 
 
-def jat_policy_factory(model_dir: str | os.PathLike, **policy_kwargs: Any) -> PolicyFactory:
+def jat_policy_factory(
+    model_dir: str | os.PathLike, precision: str | None = None, **policy_kwargs: Any
+) -> PolicyFactory:
     """Returns ``policy_for(task, env)`` that builds a ``JatPolicy`` for each task's spaces.
 
     The checkpoint is loaded lazily (``jat_policy.policy`` imports torch), once per task, with
@@ -144,12 +146,14 @@ def jat_policy_factory(model_dir: str | os.PathLike, **policy_kwargs: Any) -> Po
 
     Args:
         model_dir: A checkpoint directory (``save_pretrained``) or Hub id.
+        precision: ``"fp32"``, ``"bf16"`` or ``"int8"``, applied to the fp32 checkpoint at load (default: fp32 on
+            the CPU, bf16 on CUDA).
         **policy_kwargs: Forwarded to ``JatPolicy.from_pretrained`` (e.g. a context window).
 
     Returns:
         The policy factory to pass to :func:`evaluate`.
     """
-    return _JatPolicyFactory(model_dir, policy_kwargs)
+    return _JatPolicyFactory(model_dir, {"precision": precision, **policy_kwargs})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""JatPolicy precisions: bf16 weights + KV cache, int8 dynamic quantisation, fp32 checkpoints, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from jat_policy.evaluation import jat_policy_factory
+from jat_policy.modeling import JatModel
+from jat_policy.policy import JatPolicy
+from jat_policy.precision import precision_of, resolve_precision
+from tests.conftest import tiny_config
+
+CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
+WIDE_BOX = spaces.Box(-100.0, 100.0, (3,), np.float32)
+
+
+def fresh_model() -> JatModel:
+    torch.manual_seed(0)
+    return JatModel(tiny_config()).eval()
+
+
+def rollout(policy: JatPolicy, steps: int = 14, n_envs: int = 2) -> np.ndarray:
+    """Deterministic actions ``(steps, N, 3)`` over a few rollovers (W = 4)."""
+    rng = np.random.default_rng(0)
+    state, actions = None, []
+    for _ in range(steps):
+        obs = {"continuous_observation": rng.normal(size=(n_envs, 6)).astype(np.float32)}
+        action, state = policy.predict(obs, state, deterministic=True)
+        actions.append(action)
+    return np.stack(actions)
+
+
+@pytest.mark.parametrize(("precision", "tolerance"), [("bf16", 0.15), ("int8", 0.15)])
+def test_low_precision_actions_stay_close_to_fp32(precision, tolerance):
+    reference = rollout(JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4))
+    policy = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision=precision)
+    assert policy.precision == precision and precision_of(policy.model) == precision
+    actions = rollout(policy)
+    assert actions.dtype == np.float32 and np.isfinite(actions).all()
+    scale = np.abs(reference).max()
+    assert np.abs(actions - reference).max() <= tolerance * scale, (np.abs(actions - reference).max(), scale)
+    assert np.abs(actions - reference).max() > 0  # really another precision
+
+
+def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks():
+    bf16 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="bf16")
+    _, state = bf16.predict({"continuous_observation": np.zeros(6, np.float32)})
+    assert state.buffers.keys[0].dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
+    int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
+    linear = int8.model.transformer.h[0].mlp.c_fc
+    assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
+    _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
+    assert state.buffers.keys[0].dtype == torch.float32
+
+
+def test_fp32_is_the_cpu_default_and_bf16_the_cuda_default():
+    model = fresh_model()
+    assert JatPolicy(model, CONT_SPACE, WIDE_BOX).precision == "fp32"
+    assert resolve_precision(None, model, torch.device("cuda")) == "bf16"  # chosen by issue 15 (not measured)
+    assert resolve_precision(None, model.to(torch.bfloat16), torch.device("cpu")) == "bf16"
+
+
+def test_a_state_of_another_precision_is_refused():
+    fp32 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4)
+    bf16 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="bf16")
+    assert fp32.fingerprint != bf16.fingerprint
+    _, state = fp32.predict({"continuous_observation": np.zeros(6, np.float32)})
+    with pytest.raises(ValueError, match="another policy"):
+        bf16.predict({"continuous_observation": np.zeros(6, np.float32)}, state)
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "match"),
+    [("fp16", "cpu", "precision must be one of"), ("int8", "cuda", "CPU only"), ("INT8", "cpu", "'INT8'")],
+)
+def test_bad_precisions_are_named(precision, device, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_precision(precision, fresh_model(), torch.device(device))
+
+
+def test_checkpoints_stay_fp32_and_quantise_at_load(tmp_path):
+    policy = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="bf16")
+    policy.save(tmp_path / "bf16")
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(str(tmp_path / "bf16" / "model.safetensors")).values()} <= {
+        torch.float32,
+        torch.int64,
+    }
+    fp32 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4)
+    fp32.save(tmp_path / "fp32")
+    for loader in (JatPolicy.load, JatPolicy.from_pretrained):
+        assert loader(tmp_path / "fp32", precision="int8").precision == "int8"
+    loaded = JatPolicy.load(tmp_path / "fp32", precision="int8")
+    quantised_here = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
+    np.testing.assert_allclose(rollout(loaded), rollout(quantised_here))
+    with pytest.raises(ValueError, match="int8 policy cannot be saved"):
+        loaded.save(tmp_path / "int8")
+    with pytest.raises(ValueError, match="already int8"):
+        JatPolicy(loaded.model, CONT_SPACE, WIDE_BOX, precision="fp32")
+
+
+def test_the_evaluation_factory_and_cli_take_the_precision(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from jat_policy.evaluation.cli import cli_main
+
+    JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4).save(tmp_path)
+    env = SimpleNamespace(observation_space=CONT_SPACE, action_space=WIDE_BOX)
+    assert jat_policy_factory(tmp_path, precision="bf16")("task", env).precision == "bf16"
+    assert cli_main(["--model", str(tmp_path), "--tasks", "mujoco-pendulum", "--precision", "fp16"]) == 2
+    assert "--precision must be one of fp32, bf16, int8, got 'fp16'" in capsys.readouterr().err
