@@ -1,36 +1,33 @@
-"""Predict latency: JatPolicy's rolling KV cache vs (a) re-running the window vs (b) the reference's stepping.
+"""Predict latency: JatPolicy at fp32 / bf16 / int8 vs (a) re-running the window vs (b) the reference's stepping.
 
-Model: jat-small (192.7M parameters, random init, fp32, CPU). Per configuration (threads x envs) we time:
+Model: jat-small (192.7M parameters, random init, CPU). Per configuration (threads x envs) we time, round robin in one
+process so that all share the same background load:
 
-* ``ours``: ``JatPolicy.predict`` on a batch of envs, two new tokens ``[a_{t-1}, o_t]`` per env per step against
-  the KV cache, the window rolling over (re-encoding its newest half) every ``W/2`` steps;
-* ``(a) full window``: every step re-runs the whole context ``s(t)..t`` of every env (batched), without cache;
-* ``(b) reference``: the reference's ``get_next_action`` scheme, one env at a time: four tokens
-  ``[o_{t-1}, a_{t-1}, o_t, fake a_t]`` per step through the full model forward (observation decoder and, for
-  discrete actions, the full-vocabulary head over every position), its cache trimmed as in the reference
-  (keep the last ``max_pos - 2`` entries, drop the last two, keep the last ``context_window`` tokens; eval_jat
-  used 256 tokens, 32 for Atari).
+* ``ours-<precision>``: ``JatPolicy.predict(..., precision=...)`` on a batch of envs: the two new tokens
+  ``[a_{t-1}, o_t]`` of every env go to both its contexts (the window and the next one, see jat_policy/rolling.py)
+  in one forward pass, keys/values written in place. The timed steps cross several window rollovers.
+* ``(a) full window`` (fp32): every step re-runs the whole context ``s(t)..t`` of every env (batched), no cache;
+* ``(b) reference`` (fp32): the reference's ``get_next_action`` scheme, one env at a time: four tokens
+  ``[o_{t-1}, a_{t-1}, o_t, fake a_t]`` per step through the full model forward, its cache trimmed as in the
+  reference (eval_jat used 256 tokens, 32 for Atari).
+* ``floor`` per precision: the bytes a step of ours must read (the transformer blocks' weights once, plus the keys
+  and values it attends over) divided by the memory read bandwidth measured in the same run and thread count.
 
-* ``floor``: the transformer's weight matmuls alone on the rows ours must process per step (2 per env, plus
-  one rollover's ``W + 1`` re-encoded rows per env spread over ``W/2`` steps). On a CPU a step is bound by
-  reading the weights, (b)'s 4 tokens read them as often as our 2, and at 16 envs (b) does no more FLOPs than
-  we do, so ``ratio_bound = (b) / floor`` is the most any implementation of our scheme can gain there. On a
-  GPU (``--device cuda``) the per-env sequential forwards and Python of (b) dominate instead.
+Latency depends on tensor shapes only, so instead of minutes of warm-up the states are synthesised with the shapes
+``predict`` has in the steady state (window full, random keys/values): each timed segment starts a few steps before
+env ``i``'s rollover (spread over the segment, as in a running VecEnv), and ``--segments`` segments are timed, so the
+steps cross ``segments x N`` rollovers. Per scheme we report p50, p99 and mean over the timed steps (p99 of a few
+dozen steps is close to their max).
 
-Steady state means the window is full. Latency depends on tensor shapes only, so instead of minutes of warm-up
-the states are synthesised with the shapes ``predict`` would have after ``t`` steps (random keys/values and
-token embeddings; env ``i`` at step ``W + i * (W/2) / N`` so rollovers are spread as in a running VecEnv). Our
-timings average over whole rollover cycles (one re-encode per env every ``W/2`` steps is included).
-
-Results (machine, load, torch version, threads, config, ms per vector step, ratios measured in the same run) go
+Results (machine, CPU flags, load, torch version, threads, config, per-step ms, ratios measured in the same run) go
 to ``benchmarks/results/predict_latency.json`` and ``.png``.
 
 Usage::
 
-    python benchmarks/predict_latency.py                      # ~5-10 min on a 2-core box
-    python benchmarks/predict_latency.py --modality atari
+    python benchmarks/predict_latency.py                      # continuous, 1/2 threads, 1/16 envs: ~5 min, 2 cores
+    python benchmarks/predict_latency.py --modality continuous atari
     python benchmarks/predict_latency.py --quick              # tiny settings, a smoke test
-    python benchmarks/predict_latency.py --device cuda        # on a GPU
+    python benchmarks/predict_latency.py --device cuda --precisions fp32 bf16   # on a GPU (CUDA graphs)
 """
 
 from __future__ import annotations
@@ -49,11 +46,15 @@ import torch
 from gymnasium import spaces
 from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
 
+from jat_policy.cache import KVCache, WindowBuffers
 from jat_policy.configuration import JatConfig
-from jat_policy.modeling import JatModel, KVCache
+from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start
+from jat_policy.precision import apply_precision
 
 RESULTS = Path(__file__).parent / "results"
+# CPU features that decide low-precision speed (bf16 and int8 dot products, AMX tiles).
+KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512vnni", "avx_vnni", "amx_bf16", "amx_int8")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -63,13 +64,15 @@ RESULTS = Path(__file__).parent / "results"
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modality", choices=["continuous", "atari"], nargs="+", default=["continuous", "atari"])
+    parser.add_argument("--modality", choices=["continuous", "atari"], nargs="+", default=["continuous"])
     parser.add_argument("--preset", default="jat-small")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"], choices=["fp32", "bf16", "int8"])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--envs", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--ours-steps", type=int, default=None, help="timed steps of ours (default: 16 or more)")
-    parser.add_argument("--ref-steps", type=int, default=32, help="timed steps of (b) at b=1 (/ n_envs beyond)")
-    parser.add_argument("--full-steps", type=int, default=2, help="timed steps of scheme (a) at b=1")
+    parser.add_argument("--segments", type=int, default=3, help="timed segments, each crossing every env's rollover")
+    parser.add_argument("--segment-steps", type=int, default=8, help="timed steps per segment (>= n_envs is used)")
+    parser.add_argument("--ref-steps", type=int, default=16, help="timed steps of (b) at 1 env (/ n_envs beyond)")
+    parser.add_argument("--full-steps", type=int, default=2, help="timed steps of scheme (a) at 1 env")
     parser.add_argument("--quick", action="store_true", help="jat-tiny and few steps (smoke test)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (timings synchronise it)")
     parser.add_argument("--out", default=str(RESULTS / "predict_latency"))
@@ -99,10 +102,13 @@ def observations(obs_space: spaces.Dict, n_envs: int, rng: np.random.Generator) 
 
 
 def machine(device: torch.device) -> dict:
+    name, flags = cpu_info()
     return {
         "platform": platform.platform(),
-        "cpu": cpu_info()[0] or platform.processor(),
+        "cpu": name or platform.processor(),
         "cpu_count": os.cpu_count(),
+        "cpu_key_flags": {flag: flag in flags for flag in KEY_FLAGS},
+        "cpu_flags": flags,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,
@@ -139,48 +145,50 @@ def random_cache(model: JatModel, lengths: list[int], generator: torch.Generator
 
 
 # --------------------------------------------------------------------------------------------------
-# Ours: JatPolicy.predict from a synthesised steady state
+# Ours: JatPolicy.predict from synthesised steady states
 # --------------------------------------------------------------------------------------------------
 
 
 def steady_state(policy: JatPolicy, next_steps: list[int], generator: torch.Generator) -> JatPolicyState:
-    """The state ``predict`` would hold with env ``i`` about to see timestep ``next_steps[i]``."""
-    window, hidden = policy.context_window, policy.model.config.hidden_size
-    starts = [context_start(t - 1, window) for t in next_steps]
-    lengths = [2 * (t - 1 - s) + 1 for t, s in zip(next_steps, starts, strict=True)]  # tokens o_s .. o_{t-1}
-    tokens = tuple(tuple(torch.randn(n, hidden, generator=generator) * 0.02) for n in lengths)
+    """The state ``predict`` would hold with env ``i`` about to see timestep ``next_steps[i]`` (window full)."""
+    window, half, n = policy.context_window, policy.context_window // 2, len(next_steps)
+    starts = np.array([context_start(t - 1, window) for t in next_steps], dtype=np.int64)
+    steps = np.array(next_steps, dtype=np.int64)
+    primary_len = 2 * (steps - 1 - starts) + 1  # tokens o_s .. o_{t-1}
+    secondary_len = np.where(steps - 1 >= starts + half, 2 * (steps - 1 - starts - half) + 1, 0)
+    buffers = policy._allocate(n)
+    for tensor in buffers.keys + buffers.values:
+        tensor.copy_(torch.randn(tensor.shape, generator=generator, device=tensor.device))
+    buffers.lengths = np.concatenate((primary_len, secondary_len))  # slot 0 primary, slot 1 secondary
     if isinstance(policy.action_space, spaces.Discrete):
-        last = torch.randint(policy.action_space.n, (len(next_steps),), generator=generator)
+        last = torch.randint(policy.action_space.n, (n,), generator=generator, device=policy.device)
     else:
-        last = torch.zeros(len(next_steps), policy.action_space.shape[0])
-    return JatPolicyState(
-        window,
-        np.array(next_steps, dtype=np.int64),
-        np.array(starts, dtype=np.int64),
-        tokens,
-        last,
-        random_cache(policy.model, lengths, generator),
-    )
+        last = torch.zeros(n, policy.action_space.shape[0], device=policy.device)
+    state = JatPolicyState(window, steps, starts, last, buffers, np.zeros(n, dtype=np.int64), policy.fingerprint)
+    buffers.owner = state.token
+    return state
 
 
-def make_ours(policy: JatPolicy, n_envs: int, steps: int, rng: np.random.Generator, gen: torch.Generator):
-    """``step(k)`` = one ``predict`` on all envs, and the timed steps at which some env rolls over.
+class Ours:
+    """``step(k)`` = one ``predict`` on all envs; ``reset()`` starts a segment (untimed) in which env ``i`` rolls over
+    at step ``rolls[i]`` (spread over the segment as in a running VecEnv; mid-segment at 1 env)."""
 
-    Env ``i`` rolls over at timed step ``k_i``: at b=1 mid-measurement, with N envs every ``W/(2N)`` steps
-    (a running VecEnv's spread), so ``steps`` (a multiple of ``W/(2N)``) holds their long-run share.
-    """
-    window, half = policy.context_window, policy.context_window // 2
-    rolls = [steps // 2] if n_envs == 1 else [(i * half) // n_envs for i in range(n_envs)]
-    # The warm-up call processes timestep t_i, timed step k processes t_i + 1 + k; rollovers at W + half.
-    state = steady_state(policy, [window + half - 1 - k for k in rolls], gen)
-    obs = [observations(policy.observation_space, n_envs, rng) for _ in range(4)]
+    def __init__(self, policy: JatPolicy, n_envs: int, seg_steps: int, rng: np.random.Generator, gen) -> None:
+        half = policy.context_window // 2
+        spread = [(i * seg_steps) // n_envs + (seg_steps // 2 if n_envs == 1 else 0) for i in range(n_envs)]
+        self.policy, self.gen, self.rolls = policy, gen, [min(k, half - 1) for k in spread]
+        self.obs = [observations(policy.observation_space, n_envs, rng) for _ in range(4)]
+        self.reset()
+        for k in range(2):  # first-call overheads (and CUDA graph capture)
+            self.step(k)
+        self.reset()
 
-    def step(k: int) -> None:
-        nonlocal state
-        _, state = policy.predict(obs[k % 4], state)
+    def reset(self) -> None:
+        window, half = self.policy.context_window, self.policy.context_window // 2
+        self.state = steady_state(self.policy, [window + half - k for k in self.rolls], self.gen)  # roll at W + half
 
-    step(0)  # first-call overheads (and the hand-made cache moved into the policy's storage)
-    return step, sorted(k for k in rolls if k < steps)
+    def step(self, k: int) -> None:
+        _, self.state = self.policy.predict(self.obs[k % 4], self.state)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,36 +319,40 @@ def make_reference(policy: JatPolicy, n_envs: int, cache_tokens: int, rng: np.ra
 
 
 # --------------------------------------------------------------------------------------------------
-# Floor: the weight matmuls alone
+# Floor: bytes read per step / measured memory bandwidth
 # --------------------------------------------------------------------------------------------------
 
 
-def linear_floor_ms(model: JatModel, rows: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` ms of the transformer's weight matmuls alone, on ``rows`` token rows.
-
-    Any scheme pushes its tokens through these weights; attention, encoders, caches and Python are not counted,
-    so this bounds from below every step that processes ``rows`` tokens on this machine and thread count.
-    """
-    layers = [m for m in model.transformer.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {m.in_features: torch.randn(rows, m.in_features) for m in layers}
-    best = float("inf")
-    with torch.no_grad():
-        for _ in range(repeats):
-            best = min(best, timed(lambda _: [m(inputs[m.in_features]) for m in layers], 0, model.device))
-    return best
+def read_bandwidth_gbs(device: torch.device, megabytes: int = 512, repeats: int = 5) -> float:
+    """Best-of-``repeats`` read bandwidth (GB/s) of a ``torch.sum`` over ``megabytes`` of fp32 at this thread count."""
+    data = torch.ones(megabytes * 2**20 // 4, device=device)
+    best = min(timed(lambda _: data.sum(), 0, device) for _ in range(repeats))
+    return data.numel() * 4 / best / 1e6
 
 
-def floors(policy: JatPolicy, n_envs: int) -> dict:
-    """Lower bounds of ours (2 rows per env + the amortised re-encode) and of (b) (4 rows per env, per env)."""
-    window = policy.context_window
-    step = linear_floor_ms(policy.model, 2 * n_envs)
-    reencode = linear_floor_ms(policy.model, window + 1)  # one env's rollover, every W/2 steps
-    return {
-        "ours_ms": step + n_envs * reencode / (window // 2),
-        "ours_step_ms": step,
-        "ours_reencode_ms": reencode,
-        "reference_ms": n_envs * linear_floor_ms(policy.model, 4),
-    }
+def weight_bytes(model: JatModel) -> int:
+    """Bytes of the transformer blocks' weights as stored (int8 packed weights included), read once per step."""
+    total = 0
+    for module in model.transformer.h.modules():
+        if hasattr(module, "_packed_params"):  # torch.ao dynamic int8 linear: int8 weight + fp32 bias
+            weight, bias = module._weight_bias()
+            total += weight.numel() * weight.element_size() + (0 if bias is None else bias.numel() * 4)
+        else:
+            total += sum(p.numel() * p.element_size() for p in module.parameters(recurse=False))
+    return total
+
+
+def kv_read_bytes(policy: JatPolicy, state: JatPolicyState) -> int:
+    """Bytes of keys/values one step attends over: every row, the filled columns, every layer (keys and values)."""
+    buffers: WindowBuffers = state.buffers
+    rows, heads, _, head_dim = buffers.keys[0].shape
+    used = int(buffers.lengths.max()) + 2
+    return 2 * len(buffers.keys) * rows * heads * used * head_dim * buffers.keys[0].element_size()
+
+
+def floor_ms(policy: JatPolicy, state: JatPolicyState, bandwidth_gbs: float) -> dict:
+    weights, kv = weight_bytes(policy.model), kv_read_bytes(policy, state)
+    return {"weight_bytes": weights, "kv_bytes": kv, "ms": (weights + kv) / bandwidth_gbs / 1e6}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -351,8 +363,9 @@ def floors(policy: JatPolicy, n_envs: int) -> dict:
 def summary(ms: list[float], **extra) -> dict:
     return {
         "steps": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
         "mean_ms": statistics.fmean(ms),
-        "median_ms": statistics.median(ms),
         "max_ms": max(ms),
         "ms": [round(x, 2) for x in ms],
         **extra,
@@ -360,59 +373,65 @@ def summary(ms: list[float], **extra) -> dict:
 
 
 def run_config(
-    policy: JatPolicy, n_envs: int, threads: int, cache_tokens: int, args: argparse.Namespace, rng, gen
+    policies: dict, n_envs: int, threads: int, cache_tokens: int, args: argparse.Namespace, rng, gen
 ) -> dict:
-    """Times the three schemes interleaved (round robin), so they share the same background load."""
-    half, device = policy.context_window // 2, policy.device
-    spacing = max(1, half // n_envs)
-    steps = args.ours_steps or (6 if args.quick else 16 if n_envs == 1 else spacing * max(1, -(-16 // spacing)))
+    """Times every scheme interleaved (round robin), so they share the same background load."""
+    fp32 = policies.get("fp32") or next(iter(policies.values()))
+    device = fp32.device
+    seg_steps = 3 if args.quick else max(args.segment_steps, n_envs)
+    segments = 1 if args.quick else args.segments
     ref_steps = 2 if args.quick else max(2, args.ref_steps // n_envs)
     full_steps = 1 if n_envs > 1 or args.quick else args.full_steps
-    print(f"threads={threads} n_envs={n_envs}: ours {steps} / (b) {ref_steps} / (a) {full_steps} steps", flush=True)
-    ours, rollovers = make_ours(policy, n_envs, steps, rng, gen)
-    reference = make_reference(policy, n_envs, cache_tokens, rng, gen)
-    full, lengths = make_full_window(policy, n_envs, full_steps, rng)
-    rounds = max(steps, ref_steps)
+    print(
+        f"threads={threads} n_envs={n_envs}: ours {segments}x{seg_steps} steps per precision / (b) {ref_steps} / "
+        f"(a) {full_steps} steps",
+        flush=True,
+    )
+    ours = {name: Ours(policy, n_envs, seg_steps, rng, gen) for name, policy in policies.items()}
+    reference = make_reference(fp32, n_envs, cache_tokens, rng, gen)
+    full, lengths = make_full_window(fp32, n_envs, full_steps, rng)
+    rounds = segments * seg_steps
     ref_rounds = set(np.linspace(0, rounds - 1, ref_steps).round().astype(int).tolist())
     full_at = np.linspace(0, rounds - 1, full_steps + 2)[1:-1].round().astype(int).tolist()
     full_rounds = dict(zip(full_at, range(full_steps), strict=True))
-    times: dict[str, list[float]] = {"ours": [], "reference": [], "full_window": []}
+    times: dict[str, list[float]] = {name: [] for name in ours} | {"reference": [], "full_window": []}
     for k in range(rounds):
-        if k < steps:
-            times["ours"].append(timed(ours, k, device))
+        for name, runner in ours.items():
+            if k and k % seg_steps == 0:
+                runner.reset()  # untimed: the next segment starts before the next rollovers
+            times[name].append(timed(runner.step, k, device))
         if k in ref_rounds:
             times["reference"].append(timed(reference, k, device))
         if k in full_rounds:
             times["full_window"].append(timed(full, full_rounds[k], device))
-    ours_ms = times["ours"]
-    regular = [ms for k, ms in enumerate(ours_ms) if k not in rollovers]
-    rolled = [ms for k, ms in enumerate(ours_ms) if k in rollovers]
-    if n_envs == 1:  # one rollover per W/2 steps: amortise the measured one over a whole cycle
-        mean = (statistics.fmean(regular) * (half - 1) + statistics.fmean(rolled)) / half
-    else:  # the timed steps already hold the long-run share of rollovers
-        mean = statistics.fmean(ours_ms)
-    ours_summary = summary(ours_ms, rollover_steps=rollovers)
-    ours_summary["regular_median_ms"] = statistics.median(regular) if regular else None  # steps without rollover
-    ours_summary["rollover_mean_ms"] = statistics.fmean(rolled) if rolled else None
-    ours_summary["mean_ms"] = mean  # steady-state average over rollover cycles
-    run = {
-        "threads": threads,
-        "n_envs": n_envs,
-        "ours": ours_summary,
-        "full_window": summary(times["full_window"], context_timesteps=lengths),
-        "reference": summary(times["reference"], cache_tokens=cache_tokens),
-        "load_average": list(os.getloadavg()),
-    }
-    run["ratios"] = {key: run[key]["mean_ms"] / run["ours"]["mean_ms"] for key in ("full_window", "reference")}
-    # The most any implementation of our scheme could gain over the measured (b) on this machine.
-    run["floor"] = floors(policy, n_envs)
-    run["ratio_bound"] = run["reference"]["mean_ms"] / run["floor"]["ours_ms"]
+    run = {"threads": threads, "n_envs": n_envs, "load_average": list(os.getloadavg())}
+    bandwidth = read_bandwidth_gbs(device)
+    run["read_bandwidth_gbs"] = bandwidth
+    run["reference"] = summary(times["reference"], cache_tokens=cache_tokens)
+    run["full_window"] = summary(times["full_window"], context_timesteps=lengths)
+    run["ours"] = {}
+    for name, policy in policies.items():
+        runner = ours[name]
+        rolled = [k for k in range(rounds) if k % seg_steps in runner.rolls]
+        entry = summary(times[name], rollover_steps=rolled, segments=segments)
+        regular = [ms for k, ms in enumerate(times[name]) if k not in rolled]
+        entry["rollover_mean_ms"] = statistics.fmean([times[name][k] for k in rolled]) if rolled else None
+        entry["regular_p50_ms"] = float(np.percentile(regular, 50)) if regular else None
+        entry["p99_over_p50"] = entry["p99_ms"] / entry["p50_ms"]
+        entry["vs_reference"] = run["reference"]["mean_ms"] / entry["mean_ms"]
+        entry["vs_full_window"] = run["full_window"]["mean_ms"] / entry["mean_ms"]
+        runner.reset()
+        entry["floor"] = floor_ms(policy, runner.state, bandwidth)
+        run["ours"][name] = entry
+        print(
+            f"  ours-{name}: p50 {entry['p50_ms']:.1f} p99 {entry['p99_ms']:.1f} mean {entry['mean_ms']:.1f} ms "
+            f"(rollover steps {entry['rollover_mean_ms'] or 0:.1f}), {entry['vs_reference']:.1f}x (b), "
+            f"{entry['vs_full_window']:.1f}x (a), floor {entry['floor']['ms']:.1f} ms",
+            flush=True,
+        )
     print(
-        f"  ours {mean:.1f} ms/step (regular median {ours_summary['regular_median_ms'] or 0:.1f}, rollover "
-        f"{ours_summary['rollover_mean_ms'] or 0:.0f}) | (a) {run['full_window']['mean_ms']:.1f} "
-        f"({run['ratios']['full_window']:.1f}x) | (b) {run['reference']['mean_ms']:.1f} "
-        f"({run['ratios']['reference']:.1f}x) | weight-matmul floor of ours {run['floor']['ours_ms']:.1f} ms "
-        f"(bound {run['ratio_bound']:.1f}x vs (b))",
+        f"  (a) {run['full_window']['mean_ms']:.1f} ms | (b) {run['reference']['mean_ms']:.1f} ms (p50 "
+        f"{run['reference']['p50_ms']:.1f}) | read bandwidth {bandwidth:.1f} GB/s | load {run['load_average'][0]:.2f}",
         flush=True,
     )
     return run
@@ -424,59 +443,71 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    schemes = [
-        ("ours", "ours: 2 tokens, all envs batched, KV cache"),
-        ("full_window", "(a) re-run the window every step"),
-        ("reference", "(b) reference: 4 tokens, one env at a time"),
-    ]
     modalities = report["modalities"]
-    fig, axes = plt.subplots(1, len(modalities), figsize=(6.5 * len(modalities), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(modalities), figsize=(7.5 * len(modalities), 5), squeeze=False)
     for ax, (modality, entry) in zip(axes[0], modalities.items(), strict=True):
         runs = entry["runs"]
-        x, width = np.arange(len(runs)), 0.27
-        for j, (key, label) in enumerate(schemes):
-            bars = ax.bar(x + (j - 1) * width, [r[key]["mean_ms"] for r in runs], width, label=label)
-            for bar, r in zip(bars, runs, strict=True):
-                text = f"{r['ratios'][key]:.1f}x" if key != "ours" else f"{r[key]['mean_ms']:.0f}"
-                ax.annotate(
-                    text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=7
-                )
-        floor = [r["floor"]["ours_ms"] for r in runs]
-        ax.scatter(x - width, floor, marker="_", s=400, color="black", zorder=3, label="floor of ours: weight matmuls")
+        names = list(runs[0]["ours"])
+        schemes = [(f"ours-{n}", lambda r, n=n: r["ours"][n]) for n in names]
+        schemes += [
+            ("(a) full window, fp32", lambda r: r["full_window"]),
+            ("(b) reference, fp32", lambda r: r["reference"]),
+        ]
+        x, width = np.arange(len(runs)), 0.8 / len(schemes)
+        for j, (label, get) in enumerate(schemes):
+            stats = [get(r) for r in runs]
+            p50 = np.array([s["p50_ms"] for s in stats])
+            p99 = np.array([s["p99_ms"] for s in stats])
+            pos = x + (j - (len(schemes) - 1) / 2) * width
+            ax.bar(
+                pos, p50, width, yerr=[np.zeros_like(p50), p99 - p50], capsize=2, label=label + " (p50, bar to p99)"
+            )
+            if label.startswith("ours"):
+                floors = [get(r)["floor"]["ms"] for r in runs]
+                ax.scatter(pos, floors, marker="_", s=150, color="black", zorder=3)
+                for xi, r in zip(pos, runs, strict=True):
+                    ax.annotate(
+                        f"{get(r)['vs_reference']:.1f}x", (xi, get(r)["p99_ms"]), ha="center", va="bottom", fontsize=6
+                    )
         ax.set_yscale("log")
-        ax.set_xticks(
-            x,
-            [
-                f"{r['threads']} thread{'s' * (r['threads'] > 1)}\n{r['n_envs']} env{'s' * (r['n_envs'] > 1)}"
-                for r in runs
-            ],
-        )
-        ax.set_ylabel("ms per step of all envs (steady-state mean)")
+        ax.set_xticks(x, [f"{r['threads']} thr, {r['n_envs']} env{'s' * (r['n_envs'] > 1)}" for r in runs])
+        ax.set_ylabel("ms per step of all envs")
         cfg = entry["config"]
         ax.set_title(
             f"{modality}: W={cfg['context_window']} steps (ours), reference cache {cfg['reference_cache_tokens']} "
-            "tokens",
-            fontsize=9,
+            "tokens; black ticks: floor (bytes read / bandwidth); labels: speed-up vs (b)",
+            fontsize=8,
         )
     cfg = report["config"]
     fig.suptitle(
-        f"JatPolicy.predict latency, {cfg['preset']} ({cfg['parameters'] / 1e6:.1f}M params, random init, fp32, CPU)"
-        f" on {report['machine']['cpu']} x{report['machine']['cpu_count']}, load avg "
-        f"{report['load_average_start'][0]:.1f} (shared machine); labels: ms (ours) and slowdown vs ours",
+        f"JatPolicy.predict latency, {cfg['preset']} ({cfg['parameters'] / 1e6:.1f}M params, random init) on "
+        f"{report['machine']['cpu']} x{report['machine']['cpu_count']}, load avg {report['load_average_start'][0]:.1f}"
+        f"-{report['load_average_end'][0]:.1f} (shared machine)",
         fontsize=9,
     )
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def build_policies(model: JatModel, obs_space, act_space, precisions: list[str]) -> dict[str, JatPolicy]:
+    """One policy per precision, each over its own converted copy of the same fp32 weights."""
+    import copy
+
+    policies = {}
+    for name in precisions:
+        converted = apply_precision(copy.deepcopy(model), name) if name != "fp32" else model
+        policies[name] = JatPolicy(converted, obs_space, act_space, precision=name, cuda_graph=None)
+    return policies
 
 
 def main() -> None:
     args = parse()
     preset = "jat-tiny" if args.quick else args.preset
     device = torch.device(args.device)
-    torch.set_default_device(device)  # synthesised caches, inputs and floors live on the device too
+    torch.set_default_device(device)  # synthesised caches and inputs live on the device too
     rng, gen = np.random.default_rng(0), torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
     model = JatModel(JatConfig.from_preset(preset)).to(device).eval()
@@ -488,32 +519,33 @@ def main() -> None:
         "config": {
             "preset": preset,
             "parameters": sum(p.numel() for p in model.parameters()),
-            "dtype": "float32",
+            "precisions": args.precisions,
             "hidden_size": model.config.hidden_size,
             "num_layers": model.config.num_layers,
             "max_position_embeddings": model.config.max_position_embeddings,
         },
         "method": (
-            "Schemes timed round robin in one process. ours: JatPolicy.predict from a synthesised steady state "
-            "(window full); mean = average over rollover cycles (at 1 env: (regular * (W/2 - 1) + rollover) / "
-            "(W/2)). (a): batched full forward over the context, lengths spread over the cycle. (b): the "
-            "reference's 4-token step per env, sequentially, cache of reference_cache_tokens tokens. floor: the "
-            "transformer's weight matmuls alone (best of 3) on the rows ours processes per step (2 per env, plus "
-            "the W + 1 re-encoded rows of a rollover amortised over W/2 steps); ratio_bound = (b) / floor is the "
-            "most any implementation of our scheme could gain over the measured (b) on this machine."
+            "Schemes timed round robin in one process. ours-<precision>: JatPolicy.predict from synthesised steady "
+            "states (window full), segments of steps that cross every env's rollover; p50/p99/mean over all timed "
+            "steps. (a): fp32 batched full forward over the context, lengths spread over the cycle. (b): fp32 "
+            "reference 4-token step per env, sequentially, cache of reference_cache_tokens tokens. floor: (bytes "
+            "of the blocks' weights + keys/values attended over) / read bandwidth of a torch.sum over 512 MB at the "
+            "same thread count (best of 5)."
         ),
         "modalities": {},
     }
     for modality in args.modality:
         obs_space, act_space = spaces_for(modality)
-        policy = JatPolicy(model, obs_space, act_space)
+        policies = build_policies(model, obs_space, act_space, args.precisions)
+        fp32 = policies.get("fp32") or next(iter(policies.values()))
         cache_tokens = 32 if modality == "atari" else 256  # eval_jat's context_window (tokens)
         entry = {
             "config": {
-                "context_window": policy.context_window,
+                "context_window": fp32.context_window,
                 "reference_cache_tokens": cache_tokens,
                 "observation_space": str(obs_space),
                 "action_space": str(act_space),
+                "cuda_graph": {name: p.cuda_graph for name, p in policies.items()},
             },
             "runs": [],
         }
@@ -522,7 +554,7 @@ def main() -> None:
             torch.set_num_threads(threads)
             for n_envs in args.envs:
                 print(f"[{modality}] ", end="")
-                entry["runs"].append(run_config(policy, n_envs, threads, cache_tokens, args, rng, gen))
+                entry["runs"].append(run_config(policies, n_envs, threads, cache_tokens, args, rng, gen))
     report["load_average_end"] = list(os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

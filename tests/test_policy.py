@@ -71,8 +71,10 @@ def test_context_start_drops_the_oldest_half():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_continuous_rollout_matches_full_forward_over_several_windows(model):
-    window, steps = 8, 45  # rolls over at t = 8, 12, 16, ...
+@pytest.mark.parametrize(("window", "steps"), [(8, 45), (2, 12)])
+def test_continuous_rollout_matches_full_forward_over_several_windows(model, window, steps):
+    """fp32 stays exact over many rollovers (W = 8: at t = 8, 12, ..., 44; W = 2: every step from t = 2)."""
+    torch.set_default_dtype(torch.float32)
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=window)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(steps, 6)).astype(np.float32)
