@@ -85,15 +85,16 @@ class GPTNeoSelfAttentionCore(nn.Module):
         q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         if past is not None:
             k, v = past(k, v)  # (B, heads, S + T, hd)
-        # Logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast).
+        dtype = v.dtype
+        if k.dtype == torch.bfloat16 and not torch.is_autocast_enabled(k.device.type):
+            # A bf16 KV cache (JatPolicy precision="bf16"/"int8"): attend in bf16, whose fused kernels accumulate
+            # in fp32 anyway; upcasting would copy the whole cache to fp32 on every step (issue 15).
+            q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), x.dtype
+        else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
+            q, k, v = q.float(), k.float(), v.float()
         out = F.scaled_dot_product_attention(
-            q.float(),
-            k.float(),
-            v.float(),
-            attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0,
-            scale=1.0,
-        ).to(v.dtype)
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
+        ).to(dtype)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
         return self.resid_dropout(self.out_proj(out)), k, v

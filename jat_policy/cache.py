@@ -123,8 +123,9 @@ class WindowBuffers:
         """
         rows = torch.arange(columns.shape[0], device=columns.device)[:, None].expand_as(columns)  # (R, T)
         # (R, C, heads, hd) views: advanced indexing on (row, column) writes (R, T, heads, hd) into the storage.
-        self.keys[layer].transpose(1, 2)[rows, columns] = keys.transpose(1, 2)
-        self.values[layer].transpose(1, 2)[rows, columns] = values.transpose(1, 2)
+        dtype = self.keys[layer].dtype  # an int8 policy's fp32 activations into its bf16 cache
+        self.keys[layer].transpose(1, 2)[rows, columns] = keys.transpose(1, 2).to(dtype)
+        self.values[layer].transpose(1, 2)[rows, columns] = values.transpose(1, 2).to(dtype)
         return self.keys[layer][:, :, :used], self.values[layer][:, :, :used]
 
     def clone(self) -> WindowBuffers:

@@ -66,7 +66,7 @@ from jat_policy.policy_inputs import (
     episode_starts,
 )
 from jat_policy.policy_state import JatPolicyState, context_start
-from jat_policy.precision import PRECISIONS, apply_precision, resolve_precision
+from jat_policy.precision import PRECISIONS, apply_precision, kv_cache_dtype, resolve_precision
 from jat_policy.processing import JatProcessor, scale_pixels
 from jat_policy.rolling import GraphedStep, plan_step, step_forward
 
@@ -476,9 +476,10 @@ class JatPolicy:
         return hidden[torch.as_tensor(plan.primary_rows(), device=device), 1], new_state  # (N, H) at o_t
 
     def _allocate(self, n_envs: int) -> WindowBuffers:
-        """Zeroed buffers for ``2 N`` contexts (two per env) of ``2 W`` columns, in the activations' dtype."""
+        """Zeroed buffers for ``2 N`` contexts (two per env) of ``2 W`` columns (dtype: :func:`kv_cache_dtype`)."""
         config = self.model.config
-        device, dtype = self._param_info()
+        device = self.device
+        dtype = kv_cache_dtype(self.precision, device)
         head_dim = config.hidden_size // config.num_heads
         rows, capacity = 2 * n_envs, 2 * self.context_window
         return WindowBuffers.allocate(rows, config.num_layers, config.num_heads, head_dim, capacity, dtype, device)

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from jat_policy.evaluation import jat_policy_factory
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
-from jat_policy.precision import precision_of, resolve_precision
+from jat_policy.precision import kv_cache_dtype, precision_of, resolve_precision
 from tests.conftest import tiny_config
 
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -54,7 +54,9 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     linear = int8.model.transformer.h[0].mlp.c_fc
     assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
     _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
-    assert state.buffers.keys[0].dtype == torch.float32
+    assert state.buffers.keys[0].dtype == kv_cache_dtype("int8", torch.device("cpu"))
+    assert kv_cache_dtype("int8", torch.device("cuda")) == torch.float32  # int8 is refused there anyway
+    assert kv_cache_dtype("fp32", torch.device("cpu")) == torch.float32
 
 
 def test_fp32_is_the_cpu_default_and_bf16_the_cuda_default():
