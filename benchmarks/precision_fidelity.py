@@ -55,6 +55,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--n-envs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20_000_000, help="episode k starts from reset(seed + k)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (int8 is CPU only: pass --precisions bf16)")
     parser.add_argument("--out", default=str(RESULTS / "precision_fidelity"))
     return parser.parse_args()
 
@@ -113,8 +114,9 @@ def score_summary(result, task: str, seed: int) -> dict:
 
 
 def evaluate_task(args, task: str, data: Path) -> dict:
-    factory = {"fp32": jat_policy_factory(args.checkpoint, precision="fp32")}
-    factory.update({p: jat_policy_factory(args.checkpoint, precision=p) for p in args.precisions})
+    factory = {
+        p: jat_policy_factory(args.checkpoint, precision=p, device=args.device) for p in ["fp32", *args.precisions]
+    }
     common = {
         "n_episodes": args.episodes,
         "n_envs": args.n_envs,
@@ -171,6 +173,7 @@ def main() -> None:
             "cpu_key_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_int8")},
             "torch": torch.__version__,
             "threads": args.threads,
+            "device": args.device,
         },
         "load_average_start": list(os.getloadavg()),
         "options": vars(args),

@@ -149,14 +149,19 @@ def random_cache(model: JatModel, lengths: list[int], generator: torch.Generator
 # --------------------------------------------------------------------------------------------------
 
 
-def steady_state(policy: JatPolicy, next_steps: list[int], generator: torch.Generator) -> JatPolicyState:
-    """The state ``predict`` would hold with env ``i`` about to see timestep ``next_steps[i]`` (window full)."""
+def steady_state(
+    policy: JatPolicy, next_steps: list[int], generator: torch.Generator, buffers: WindowBuffers | None = None
+) -> JatPolicyState:
+    """The state ``predict`` would hold with env ``i`` about to see timestep ``next_steps[i]`` (window full).
+
+    ``buffers``: refill these (keeps a CUDA graph captured on them) instead of allocating new ones.
+    """
     window, half, n = policy.context_window, policy.context_window // 2, len(next_steps)
     starts = np.array([context_start(t - 1, window) for t in next_steps], dtype=np.int64)
     steps = np.array(next_steps, dtype=np.int64)
     primary_len = 2 * (steps - 1 - starts) + 1  # tokens o_s .. o_{t-1}
     secondary_len = np.where(steps - 1 >= starts + half, 2 * (steps - 1 - starts - half) + 1, 0)
-    buffers = policy._allocate(n)
+    buffers = policy._allocate(n) if buffers is None else buffers
     for tensor in buffers.keys + buffers.values:
         tensor.copy_(torch.randn(tensor.shape, generator=generator, device=tensor.device))
     buffers.lengths = np.concatenate((primary_len, secondary_len))  # slot 0 primary, slot 1 secondary
@@ -185,7 +190,9 @@ class Ours:
 
     def reset(self) -> None:
         window, half = self.policy.context_window, self.policy.context_window // 2
-        self.state = steady_state(self.policy, [window + half - k for k in self.rolls], self.gen)  # roll at W + half
+        buffers = getattr(self, "state", None) and self.state.buffers
+        next_steps = [window + half - k for k in self.rolls]  # env i rolls over at t = s + W = W + half
+        self.state = steady_state(self.policy, next_steps, self.gen, buffers)
 
     def step(self, k: int) -> None:
         _, self.state = self.policy.predict(self.obs[k % 4], self.state)

@@ -71,11 +71,18 @@ def test_context_start_drops_the_oldest_half():
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("window", "steps"), [(8, 45), (2, 12)])
-def test_continuous_rollout_matches_full_forward_over_several_windows(model, window, steps):
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize(
+    ("window", "steps", "device"),
+    [(8, 45, "cpu"), (2, 12, "cpu"), pytest.param(8, 45, "cuda", marks=CUDA)],  # cuda: a CUDA graph per step
+)
+def test_continuous_rollout_matches_full_forward_over_several_windows(window, steps, device):
     """fp32 stays exact over many rollovers (W = 8: at t = 8, 12, ..., 44; W = 2: every step from t = 2)."""
-    torch.set_default_dtype(torch.float32)
-    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=window)
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=window, device=device, precision="fp32")
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(steps, 6)).astype(np.float32)
     state, actions, worst = None, [], 0.0
@@ -87,18 +94,18 @@ def test_continuous_rollout_matches_full_forward_over_several_windows(model, win
         assert state.buffers.capacity == 2 * window and state.buffers.lengths.max() < 2 * window
         with torch.no_grad():
             ref = model(
-                continuous_observations=torch.from_numpy(obs[None, s : t + 1, :-1]),
-                continuous_actions=torch.from_numpy(np.stack(actions[s:])[None]),  # a_t is a dummy: after o_t
-                rewards=torch.from_numpy(obs[None, s : t + 1, -1]),
+                continuous_observations=torch.from_numpy(obs[None, s : t + 1, :-1]).to(device),
+                continuous_actions=torch.from_numpy(np.stack(actions[s:])[None]).to(device),  # a_t: after o_t
+                rewards=torch.from_numpy(obs[None, s : t + 1, -1]).to(device),
                 return_loss=False,
             ).pred_actions[0, -1]
-        worst = max(worst, float(np.abs(ref.numpy() - action).max()))
+        worst = max(worst, float(np.abs(ref.cpu().numpy() - action).max()))
     assert worst <= TOL, worst
 
 
 def test_image_discrete_rollout_matches_full_forward(model):
     window, steps, n = 4, 13, 6
-    policy = JatPolicy(model, IMAGE_SPACE, spaces.Discrete(n), context_window=window)
+    policy = JatPolicy(model, IMAGE_SPACE, spaces.Discrete(n), context_window=window, precision="fp32")
     hidden = capture_hidden(policy)
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, size=(steps, 84, 84, 4), dtype=np.uint8)

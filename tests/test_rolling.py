@@ -1,0 +1,79 @@
+"""The double-window schedule (jat_policy.rolling): contexts match the window rule, static shapes change nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from jat_policy.modeling import JatModel
+from jat_policy.policy import JatPolicy
+from jat_policy.policy_state import context_start
+from jat_policy.rolling import plan_step, step_forward
+from tests.conftest import tiny_config
+
+CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
+WIDE_BOX = spaces.Box(-100.0, 100.0, (3,), np.float32)
+
+
+@pytest.mark.parametrize("window", [2, 4, 10])
+def test_the_window_row_always_holds_exactly_s_t_to_t(window):
+    """Simulated over many windows, with resets: the primary row holds 2 (t - s(t)) + 1 tokens, the other row
+    the timesteps from the window's half-way point, and a roll hands that row over as the next window."""
+    n, half, capacity = 3, window // 2, 2 * window
+    rng = np.random.default_rng(0)
+    steps, starts, primary = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    lengths = np.zeros(2 * n, np.int64)
+    for _ in range(12 * window):
+        steps = np.where(rng.random(n) < 0.02, 0, steps)  # episode starts
+        plan = plan_step(steps, starts, primary, lengths, window)
+        for i, t in enumerate(steps):
+            s = context_start(int(t), window)
+            assert plan.starts[i] == s
+            assert plan.lengths[plan.primary_rows()[i]] == 2 * (t - s) + 1
+            other = plan.lengths[(1 - plan.primary[i]) * n + i]
+            assert other == (2 * (t - s - half) + 1 if t >= s + half else 0)
+            rolled = t > 0 and plan.primary[i] != primary[i]
+            if rolled:  # the new window is the old secondary, extended by [a_{t-1}, o_t]
+                assert plan.lengths[plan.primary_rows()[i]] == lengths[plan.primary_rows()[i]] + 2
+        assert plan.lengths.max() <= capacity - 1  # the last column stays a placeholder slot
+        assert (plan.columns < capacity).all() and (plan.columns >= 0).all()
+        steps, starts, primary, lengths = steps + 1, plan.starts, plan.primary, plan.lengths
+
+
+def test_attending_over_the_whole_capacity_changes_nothing():
+    """The static-shape step (the CUDA graph path attends over all C columns) gives the trimmed step's numbers."""
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
+    rng = np.random.default_rng(0)
+    state = None
+    for _ in range(7):
+        _, state = policy.predict({"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}, state)
+    plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, 4)
+    inputs = torch.randn(4, 2, model.config.hidden_size)
+    columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
+    copy = state.copy().buffers
+    with torch.no_grad():
+        trimmed = step_forward(model.transformer, state.buffers, inputs, columns, lengths, int(plan.lengths.max()))
+        static = step_forward(model.transformer, copy, inputs, columns, lengths, copy.capacity)
+    real = torch.as_tensor(plan.columns < 2 * 4 - 2)  # placeholder tokens (last columns) are discarded
+    torch.testing.assert_close(static[real], trimmed[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_steps_match_the_eager_steps_on_gpu():
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    graphed = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4, device="cuda", precision="fp32")
+    eager = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4, precision="fp32", cuda_graph=False)
+    assert graphed.cuda_graph and not eager.cuda_graph
+    rng = np.random.default_rng(0)
+    states = [None, None]
+    for t in range(14):  # several rollovers and a reset
+        obs = {"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)}
+        start = np.array([t == 9, False, False])
+        a, states[0] = graphed.predict(obs, states[0], start, deterministic=True)
+        b, states[1] = eager.predict(obs, states[1], start, deterministic=True)
+        np.testing.assert_allclose(a, b, atol=1e-4)
