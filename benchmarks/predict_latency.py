@@ -339,9 +339,11 @@ def read_bandwidth_gbs(device: torch.device, megabytes: int = 512, repeats: int 
 
 def weight_bytes(model: JatModel) -> int:
     """Bytes of the transformer blocks' weights as stored (int8 packed weights included), read once per step."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+
     total = 0
     for module in model.transformer.h.modules():
-        if hasattr(module, "_packed_params"):  # torch.ao dynamic int8 linear: int8 weight + fp32 bias
+        if isinstance(module, DynamicQuantizedLinear):  # int8 weight + fp32 bias, packed in a child module
             weight, bias = module._weight_bias()
             total += weight.numel() * weight.element_size() + (0 if bias is None else bias.numel() * 4)
         else:
