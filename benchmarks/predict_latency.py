@@ -489,7 +489,7 @@ def plot(report: dict, path: Path) -> None:
         )
     cfg = report["config"]
     fig.suptitle(
-        f"JatPolicy.predict latency, {cfg['preset']} ({cfg['parameters'] / 1e6:.1f}M params, random init) on "
+        f"JatPolicy.predict latency, {cfg['preset']} ({cfg['parameters'] / 1e6:.1f}M params, random init)\n"
         f"{report['machine']['cpu']} x{report['machine']['cpu_count']}, load avg {report['load_average_start'][0]:.1f}"
         f"-{report['load_average_end'][0]:.1f} (shared machine)",
         fontsize=9,
