@@ -12,13 +12,14 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
   step at 16 envs (jat-small, W = 256: 85 MB of int8 weights against 600 MB of fp32 keys/values).
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
-with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01): ``torch.ao.quantization.quantize_dynamic`` took 14 ms on 4 rows
-and 40 ms on 64 rows against fp32's 107 / 248 ms; torchao 0.18.0's ``Int8DynamicActivationInt8WeightConfig`` in
-eager mode took 115 / 182 ms (slower than fp32: its CPU path needs ``torch.compile`` to reach fused int8 kernels,
-and its C++ extensions did not load against this torch). Maintenance: torchao is the maintained successor (monthly
-releases); torch.ao's eager API warns "deprecated and will be removed in 2.10" yet still ships and works in 2.13.
-We use torch.ao for its 8x speed-up now, silence its deprecation warnings where we call it, and fail with a clear
-error if a later torch drops it. Revisit when torchao's CPU path is fast without compilation.
+with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
+``torch.ao.quantization.quantize_dynamic`` took 14 ms on 4 rows and 40 ms on 64 rows against fp32's 107 / 248 ms;
+torchao 0.18.0's ``Int8DynamicActivationInt8WeightConfig`` in eager mode took 115 / 182 ms (slower than fp32: its CPU
+path needs ``torch.compile`` to reach fused int8 kernels, and its C++ extensions did not load against this torch).
+Maintenance: torchao is the maintained successor (monthly releases); torch.ao's eager API warns "deprecated and will
+be removed in 2.10" yet still ships and works in 2.13. We use torch.ao for its 8x speed-up now, silence its
+deprecation warnings where we call it, and fail with a clear error if a later torch drops it. Revisit when torchao's
+CPU path is fast without compilation.
 """
 
 from __future__ import annotations
