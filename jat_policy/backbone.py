@@ -87,8 +87,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
             k, v = past(k, v)  # (B, heads, S + T, hd)
         dtype = v.dtype
         if k.dtype == torch.bfloat16 and not torch.is_autocast_enabled(k.device.type):
-            # A bf16 KV cache (JatPolicy precision="bf16"/"int8"): attend in bf16, whose fused kernels accumulate
-            # in fp32 anyway; upcasting would copy the whole cache to fp32 on every step (issue 15).
+            # A bf16 KV cache (JatPolicy precision="bf16"): attend in bf16, whose fused kernels accumulate in fp32
+            # anyway; upcasting copied the whole cache to fp32 on every step, 6x the attention itself (issue 15).
             q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), x.dtype
         else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
             q, k, v = q.float(), k.float(), v.float()

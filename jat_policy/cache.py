@@ -123,7 +123,7 @@ class WindowBuffers:
         """
         rows = torch.arange(columns.shape[0], device=columns.device)[:, None].expand_as(columns)  # (R, T)
         # (R, C, heads, hd) views: advanced indexing on (row, column) writes (R, T, heads, hd) into the storage.
-        dtype = self.keys[layer].dtype  # an int8 policy's fp32 activations into its bf16 cache
+        dtype = self.keys[layer].dtype  # a no-op unless a hand-built state holds another dtype
         self.keys[layer].transpose(1, 2)[rows, columns] = keys.transpose(1, 2).to(dtype)
         self.values[layer].transpose(1, 2)[rows, columns] = values.transpose(1, 2).to(dtype)
         return self.keys[layer][:, :, :used], self.values[layer][:, :, :used]

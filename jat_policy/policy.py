@@ -479,7 +479,7 @@ class JatPolicy:
         """Zeroed buffers for ``2 N`` contexts (two per env) of ``2 W`` columns (dtype: :func:`kv_cache_dtype`)."""
         config = self.model.config
         device = self.device
-        dtype = kv_cache_dtype(self.precision, device)
+        dtype = kv_cache_dtype(self.precision)
         head_dim = config.hidden_size // config.num_heads
         rows, capacity = 2 * n_envs, 2 * self.context_window
         return WindowBuffers.allocate(rows, config.num_layers, config.num_heads, head_dim, capacity, dtype, device)

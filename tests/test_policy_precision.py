@@ -54,9 +54,10 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     linear = int8.model.transformer.h[0].mlp.c_fc
     assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
     _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
-    assert state.buffers.keys[0].dtype == kv_cache_dtype("int8", torch.device("cpu"))
-    assert kv_cache_dtype("int8", torch.device("cuda")) == torch.float32  # int8 is refused there anyway
-    assert kv_cache_dtype("fp32", torch.device("cpu")) == torch.float32
+    assert state.buffers.keys[0].dtype == torch.float32
+    assert (
+        kv_cache_dtype("bf16") == torch.bfloat16 and kv_cache_dtype("fp32") == kv_cache_dtype("int8") == torch.float32
+    )
 
 
 def test_fp32_is_the_cpu_default_and_bf16_the_cuda_default():
