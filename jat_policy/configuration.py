@@ -11,62 +11,39 @@ from typing import Any, ClassVar
 from huggingface_hub.dataclasses import strict
 from transformers import GPTNeoConfig
 
+
+def _preset(
+    vocab_size: int, max_position_embeddings: int, hidden_size: int, num_layers: int, num_heads: int, **extra: Any
+) -> dict[str, Any]:
+    """A preset's overrides of the defaults: GPT-Neo sizes, alternating global/local attention, 212 discrete slots.
+
+    Every released JAT alternates global and local attention over all its layers, and has max_discrete_value =
+    148 BabyAI grid ints + 64 mission token slots.
+    """
+    return dict(
+        vocab_size=vocab_size,
+        max_position_embeddings=max_position_embeddings,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        attention_types=[[["global", "local"], num_layers // 2]],
+        num_heads=num_heads,
+        max_discrete_value=212,
+        **extra,
+    )
+
+
+# The CPU-trainable presets' 512-token vocabulary holds the offline default tokenizer, discrete actions (<= 18)
+# and BabyAI grid values (a GPT-2 tokenizer needs 50257); 16 features per discrete slot are about the released
+# model's 768 // 50 = 15.
+_CPU_PRESET = dict(discrete_slot_size=16, bos_token_id=None, eos_token_id=None)
+
 # Presets: name -> overrides of the defaults. "jat-small" is exactly the released model.
-# max_discrete_value = 148 BabyAI grid ints + 64 mission token slots in every preset.
 _PRESETS: dict[str, dict[str, Any]] = {
-    "jat-small": dict(
-        vocab_size=50257,
-        max_position_embeddings=512,
-        hidden_size=768,
-        num_layers=12,
-        attention_types=[[["global", "local"], 6]],
-        num_heads=12,
-        max_discrete_value=212,
-    ),
-    "jat-medium": dict(
-        vocab_size=50257,
-        max_position_embeddings=1024,
-        hidden_size=2048,
-        num_layers=24,
-        attention_types=[[["global", "local"], 12]],
-        num_heads=16,
-        max_discrete_value=212,
-    ),
-    "jat-large": dict(
-        vocab_size=50257,
-        max_position_embeddings=2048,
-        hidden_size=2560,
-        num_layers=32,
-        attention_types=[[["global", "local"], 16]],
-        num_heads=20,
-        max_discrete_value=212,
-    ),
-    # CPU-trainable presets. Their 512-token vocabulary holds the offline default tokenizer,
-    # discrete actions (<= 18) and BabyAI grid values; a GPT-2 tokenizer needs a 50257 vocabulary.
-    "jat-mini": dict(
-        vocab_size=512,
-        max_position_embeddings=512,
-        hidden_size=256,
-        num_layers=4,
-        attention_types=[[["global", "local"], 2]],
-        num_heads=8,
-        max_discrete_value=212,
-        discrete_slot_size=16,  # about the released model's 768 // 50 = 15 features per slot
-        bos_token_id=None,
-        eos_token_id=None,
-    ),
-    "jat-tiny": dict(
-        vocab_size=512,
-        max_position_embeddings=512,
-        hidden_size=128,
-        num_layers=2,
-        attention_types=[[["global", "local"], 1]],
-        num_heads=4,
-        max_discrete_value=212,
-        discrete_slot_size=16,  # about the released model's 768 // 50 = 15 features per slot
-        bos_token_id=None,
-        eos_token_id=None,
-    ),
+    "jat-small": _preset(50257, 512, 768, 12, 12),
+    "jat-medium": _preset(50257, 1024, 2048, 24, 16),
+    "jat-large": _preset(50257, 2048, 2560, 32, 20),
+    "jat-mini": _preset(512, 512, 256, 4, 8, **_CPU_PRESET),
+    "jat-tiny": _preset(512, 512, 128, 2, 4, **_CPU_PRESET),
 }
 
 

@@ -198,12 +198,18 @@ def test_batched_predict_equals_single_env_predicts_with_resets(model):
     assert len(set(state.context_starts.tolist())) > 1  # the envs really were at different points
 
 
+def _rolled_state(policy: JatPolicy, rng: np.random.Generator, n_envs: int, steps: int):
+    """The state after ``steps`` predicts on random continuous observations of ``n_envs`` envs."""
+    state = None
+    for _ in range(steps):
+        _, state = policy.predict({"continuous_observation": rng.normal(size=(n_envs, 6)).astype(np.float32)}, state)
+    return state
+
+
 def test_episode_start_resets_exactly_one_env(model):
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=8)
     rng = np.random.default_rng(5)
-    state = None
-    for _ in range(5):
-        _, state = policy.predict({"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)}, state)
+    state = _rolled_state(policy, rng, n_envs=3, steps=5)
     obs = rng.normal(size=(3, 6)).astype(np.float32)
     kept = state.copy()
     actions, after = policy.predict({"continuous_observation": obs}, state, np.array([False, True, False]))
@@ -219,9 +225,7 @@ def test_episode_start_resets_exactly_one_env(model):
 def test_a_consumed_state_is_refused_and_a_copy_replays_the_same_step(model):
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
     rng = np.random.default_rng(6)
-    state = None
-    for _ in range(7):
-        _, state = policy.predict({"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}, state)
+    state = _rolled_state(policy, rng, n_envs=2, steps=7)
     obs = {"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}
     branch = state.copy()
     first, new_state = policy.predict(obs, state, np.array([True, False]))  # rolls env 1 over (t = 8) and resets 0
