@@ -121,6 +121,18 @@ def old_and_new(tmp_path_factory):
     return old, new, old_dir
 
 
+def _copies_of(source: Path, tmp_path: Path):
+    """``prepare()`` for :func:`_every_kill`: each call copies ``source`` into a fresh run folder and returns it."""
+    runs = iter(range(1000))
+
+    def prepare() -> Path:
+        target = tmp_path / f"run-{next(runs)}"
+        shutil.copytree(source, target)
+        return target
+
+    return prepare
+
+
 def _policy_state(directory: Path, old: JatPolicy, new: JatPolicy) -> str:
     """'old' / 'new' when the directory loads as one of them as a whole, 'refused' when refused clearly."""
     try:
@@ -142,12 +154,7 @@ def _policy_state(directory: Path, old: JatPolicy, new: JatPolicy) -> str:
 
 def test_policy_save_killed_at_every_file_operation(monkeypatch, tmp_path, old_and_new):
     old, new, old_dir = old_and_new
-    runs = iter(range(1000))
-
-    def prepare() -> Path:
-        target = tmp_path / f"run-{next(runs)}"
-        shutil.copytree(old_dir, target)
-        return target
+    prepare = _copies_of(old_dir, tmp_path)
 
     outcomes = _every_kill(monkeypatch, prepare, new.save, lambda d: _policy_state(d, old, new))
     assert len(outcomes) >= 8, outcomes
@@ -159,27 +166,9 @@ def test_policy_save_over_a_checkpoint_of_an_earlier_release(monkeypatch, tmp_pa
     # checkpoint-0.1.0 has no file list in its weights: a kill part way must still never load as a mix.
     old = JatPolicy.load(FIXTURES / "checkpoint-0.1.0")
     new = JatPolicy(_random_model(2), *NEW_SPACES, context_window=6)
-    runs = iter(range(1000))
+    prepare = _copies_of(FIXTURES / "checkpoint-0.1.0", tmp_path)
 
-    def prepare() -> Path:
-        target = tmp_path / f"run-{next(runs)}"
-        shutil.copytree(FIXTURES / "checkpoint-0.1.0", target)
-        return target
-
-    def state(directory: Path) -> str:
-        try:
-            loaded = JatPolicy.load(directory)
-        except ValueError as err:
-            assert REFUSED in str(err), err
-            return "refused"
-        if _same_weights(loaded.model, old.model):
-            assert loaded.action_space == old.action_space and loaded.context_window == old.context_window
-            return "old"
-        assert _same_weights(loaded.model, new.model)
-        assert loaded.action_space == new.action_space and loaded.context_window == 6
-        return "new"
-
-    outcomes = _every_kill(monkeypatch, prepare, new.save, state)
+    outcomes = _every_kill(monkeypatch, prepare, new.save, lambda d: _policy_state(d, old, new))
     assert "old" in outcomes and "refused" in outcomes
 
 
@@ -217,12 +206,7 @@ def test_model_save_pretrained_killed_at_every_file_operation(monkeypatch, tmp_p
     new_model = JatModel(tiny_config(vocab_size=512, hidden_size=64, num_heads=2)).eval()  # another config.json too
     old_dir = tmp_path / "old"
     old_model.save_pretrained(old_dir)
-    runs = iter(range(1000))
-
-    def prepare() -> Path:
-        target = tmp_path / f"run-{next(runs)}"
-        shutil.copytree(old_dir, target)
-        return target
+    prepare = _copies_of(old_dir, tmp_path)
 
     def state(directory: Path) -> str:
         try:
