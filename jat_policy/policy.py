@@ -27,8 +27,6 @@ episode into NaN. States carry their policy's fingerprint, so a state is never r
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import warnings
@@ -65,7 +63,7 @@ from jat_policy.policy_inputs import (
     decode_missions,
     episode_starts,
 )
-from jat_policy.policy_state import JatPolicyState, context_start
+from jat_policy.policy_state import JatPolicyState, context_start, state_fingerprint
 from jat_policy.precision import PRECISIONS, apply_precision, kv_cache_dtype, resolve_precision
 from jat_policy.processing import JatProcessor, scale_pixels
 from jat_policy.rolling import GraphedStep, plan_step, step_forward
@@ -84,27 +82,6 @@ __all__ = [
 
 ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
 DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
-# Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata
-# (name_or_path, transformers_version, loss coefficients) that differs between a saved and a reloaded policy.
-_FINGERPRINT_CONFIG_KEYS = (
-    "model_type",
-    "vocab_size",
-    "hidden_size",
-    "num_layers",
-    "num_heads",
-    "attention_layers",
-    "window_size",
-    "max_position_embeddings",
-    "intermediate_size",
-    "activation_function",
-    "layer_norm_epsilon",
-    "max_continuous_size",
-    "max_discrete_value",
-    "discrete_slot_size",
-    "image_size",
-    "patch_size",
-    "num_channels",
-)
 _GYM_TUPLE_MESSAGE = (
     "You passed a tuple (observation, info) to predict() instead of the observation dict. You are probably mixing "
     "Gym API with SB3 VecEnv API, i.e. mixing the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` "
@@ -122,13 +99,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
         return torch.device(device)
     except RuntimeError as err:
         raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({err}).") from None
-
-
-def _describe_space(space: spaces.Space) -> Any:
-    try:
-        return space_to_json(space)
-    except ValueError:  # a space policy.json cannot hold (e.g. an unused Tuple entry): its repr still identifies it
-        return repr(space)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,17 +265,14 @@ class JatPolicy:
         Weights are left out on purpose: a policy loaded from the same checkpoint with the same spaces accepts the
         state (so would one with other weights of the same architecture, reading the context with its own weights).
         """
-        config = self.model.config.to_dict()
-        described = {
-            "model": {key: config.get(key) for key in _FINGERPRINT_CONFIG_KEYS},
-            "dtype": str(self._param_info()[1]),
-            "precision": self.precision,
-            "observation_space": _describe_space(self.observation_space),
-            "action_space": _describe_space(self.action_space),
-            "context_window": self.context_window,
-        }
-        text = json.dumps(described, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return state_fingerprint(
+            self.model.config.to_dict(),
+            dtype=self._param_info()[1],
+            precision=self.precision,
+            observation_space=self.observation_space,
+            action_space=self.action_space,
+            context_window=self.context_window,
+        )
 
     # ------------------------------------------------------------------ predict
     def predict(

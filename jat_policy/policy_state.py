@@ -6,14 +6,18 @@ The window rule lives here too: at step ``t`` of an episode the model sees times
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from jat_policy.cache import WindowBuffers
+from jat_policy.checkpoint import space_to_json
 
-__all__ = ["CONSUMED_MESSAGE", "JatPolicyState", "context_start", "context_starts"]
+__all__ = ["CONSUMED_MESSAGE", "JatPolicyState", "context_start", "context_starts", "state_fingerprint"]
 
 
 CONSUMED_MESSAGE = (
@@ -124,3 +128,59 @@ def context_start(t: int, context_window: int) -> int:
 def context_starts(steps: np.ndarray, context_window: int) -> np.ndarray:
     """:func:`context_start` of each env's ``(N,)`` timesteps."""
     return np.array([context_start(int(t), context_window) for t in steps], dtype=np.int64)
+
+
+# Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata
+# (name_or_path, transformers_version, loss coefficients) that differs between a saved and a reloaded policy.
+_FINGERPRINT_CONFIG_KEYS = (
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "attention_layers",
+    "window_size",
+    "max_position_embeddings",
+    "intermediate_size",
+    "activation_function",
+    "layer_norm_epsilon",
+    "max_continuous_size",
+    "max_discrete_value",
+    "discrete_slot_size",
+    "image_size",
+    "patch_size",
+    "num_channels",
+)
+
+
+def _describe_space(space: Any) -> Any:
+    try:
+        return space_to_json(space)
+    except ValueError:  # a space policy.json cannot hold (e.g. an unused Tuple entry): its repr still identifies it
+        return repr(space)
+
+
+def state_fingerprint(
+    config: dict[str, Any],
+    *,
+    dtype: Any,
+    precision: str,
+    observation_space: Any,
+    action_space: Any,
+    context_window: int,
+) -> str:
+    """A short digest of what a state depends on: architecture, precision, spaces and context window.
+
+    Weights are left out on purpose: a policy loaded from the same checkpoint with the same spaces accepts the
+    state (so would one with other weights of the same architecture, reading the context with its own weights).
+    """
+    described = {
+        "model": {key: config.get(key) for key in _FINGERPRINT_CONFIG_KEYS},
+        "dtype": str(dtype),
+        "precision": precision,
+        "observation_space": _describe_space(observation_space),
+        "action_space": _describe_space(action_space),
+        "context_window": context_window,
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
