@@ -92,9 +92,12 @@ class GPTNeoSelfAttentionCore(nn.Module):
             q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), x.dtype
         else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
             q, k, v = q.float(), k.float(), v.float()
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
-        ).to(dtype)
+        # Autocast lists SDPA as a low-precision op and would cast the fp32 inputs back to bf16, so it is off here
+        # (on CPUs the bf16 attention backward also ran ~7x slower than the fp32 one for jat-tiny's training shapes).
+        with torch.autocast(q.device.type, enabled=False):
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
+            ).to(dtype)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
         return self.resid_dropout(self.out_proj(out)), k, v
