@@ -67,7 +67,10 @@ class Args:
     group_by_length: bool = field(default=True, metadata={"help": "Batches of similar lengths (the trainer's)."})
     steps: int = field(default=50, metadata={"help": "Timed steps per precision (after --warmup)."})
     warmup: int = field(default=5, metadata={"help": "Untimed steps first."})
-    modes: list[str] = field(default_factory=lambda: ["fp32", "bf16"], metadata={"help": "fp32 and/or bf16."})
+    modes: list[str] = field(
+        default_factory=lambda: ["fp32:direct", "fp32", "bf16"],
+        metadata={"help": "Precisions fp32 / bf16; ':direct' applies the slot encoder as written (the baseline)."},
+    )
     trainer_steps: int = field(
         default=150, metadata={"help": "Steps of the real train() loop timed per precision (0: skip)."}
     )
@@ -78,7 +81,17 @@ class Args:
 
 def autocast(mode: str):
     """bf16 autocast as the Trainer applies it (``--bf16 yes``), or nothing for fp32."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if mode == "bf16" else nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16) if mode.startswith("bf16") else nullcontext()
+
+
+def direct_observations(model, batch: dict) -> torch.Tensor:
+    """The discrete-slot encoder applied as written (embedding, per-slot linear, ReLU, flatten, linear), with the
+    reward: what ``JatModel`` computed before ``jat_policy.discrete_slots``, kept here as the side-by-side baseline.
+    """
+    embed, squeeze, act, flatten, project = model.multi_discrete_encoder
+    slots = torch.nn.functional.embedding(batch["discrete_observations"], squeeze(embed.weight))  # (B, L, X, S)
+    x = project(flatten(act(slots)))  # (B, L, H - 1)
+    return torch.cat((x, batch["rewards"].unsqueeze(-1).to(x.dtype)), dim=-1)  # (B, L, H)
 
 
 def clock() -> float:
@@ -111,10 +124,15 @@ def profiled_step(model, optimizer, batch: dict, mode: str, timer: Timer) -> flo
     """One training step of ``JatModel._forward_rl``'s pieces for discrete observations/actions, each timed."""
     mask, weights = batch["attention_mask"], batch["loss_weight"]
     with autocast(mode):
-        obs = timer.run(
-            "encoder",
-            lambda: model.embed_observations(batch["rewards"], discrete_observations=batch["discrete_observations"]),
-        )  # (B, L, H)
+        if mode.endswith(":direct"):
+            obs = timer.run("encoder", lambda: direct_observations(model, batch))  # (B, L, H)
+        else:
+            obs = timer.run(
+                "encoder",
+                lambda: model.embed_observations(
+                    batch["rewards"], discrete_observations=batch["discrete_observations"]
+                ),
+            )  # (B, L, H)
         act = timer.run("action_embed", lambda: model.embed_actions(discrete_actions=batch["discrete_actions"]))
         obs_in, act_in = leaf(obs), leaf(act)
         tokens = timer.run("action_embed", lambda: model.interleave(obs_in, act_in))  # (B, 2L, H)
@@ -252,7 +270,9 @@ def main() -> None:
     models, optimizers = {}, {}
     for mode in args.modes:  # one model per precision, same init
         models[mode], processor = load_model_and_processor(args.preset, args.seed)
-        optimizers[mode] = torch.optim.AdamW(models[mode].parameters(), lr=args.learning_rate, weight_decay=0.0)
+        optimizers[mode] = torch.optim.AdamW(  # fused: transformers' default optimizer (adamw_torch_fused)
+            models[mode].parameters(), lr=args.learning_rate, weight_decay=0.0, fused=True
+        )
     windows = load_task_windows(args.task, probe, processor, models[args.modes[0]].config.max_position_embeddings)
     dataset, collator = MultiTaskDataset([windows]), TaskBatchCollator(processor, [windows])
     total = args.warmup + args.steps
@@ -269,7 +289,7 @@ def main() -> None:
             timer = Timer()
             timer.step["data"] = data_s
             profiled_step(models[mode], optimizers[mode], batch, mode, timer)
-            plain_s = plain_step(models[mode], optimizers[mode], batch, mode)
+            plain_s = plain_step(models[mode], optimizers[mode], batch, mode) if ":" not in mode else float("nan")
             if i >= args.warmup:
                 per_mode[mode].append(dict(timer.step))
                 plain[mode].append(plain_s + data_s)
@@ -278,16 +298,15 @@ def main() -> None:
         "window_stats": stats,
         "sections": {mode: summarise(times) for mode, times in per_mode.items()},
         "plain_step_ms_with_data": {mode: 1e3 * statistics.median(v) for mode, v in plain.items()},
-        "trainer": {mode: trainer_rate(args, mode) for mode in args.modes} if args.trainer_steps else None,
+        "trainer": {m: trainer_rate(args, m) for m in args.modes if ":" not in m} if args.trainer_steps else None,
         "options": asdict(args),
         "machine": machine(),
         "torch": torch.__version__,
     }
-    if len(args.modes) == 2:
-        a, b = args.modes
-        report["ratio_steps_per_second"] = {
-            f"{b}/{a} sections": report["sections"][b]["steps_per_second"] / report["sections"][a]["steps_per_second"]
-        }
+    base = report["sections"][args.modes[0]]["steps_per_second"]
+    report["steps_per_second_vs_" + args.modes[0]] = {
+        mode: res["steps_per_second"] / base for mode, res in report["sections"].items()
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print_report(report)
@@ -317,7 +336,7 @@ def print_report(report: dict) -> None:
         parts = "  ".join(f"{k} {v:.1f}ms ({res['share'][k]:.0%})" for k, v in res["median_ms"].items())
         print(f"{mode}: {res['step_ms']:.1f} ms/step ({res['steps_per_second']:.1f}/s): {parts}")
         print(f"{mode}: plain model(**batch) step + data {report['plain_step_ms_with_data'][mode]:.1f} ms")
-        if report["trainer"]:
+        if report["trainer"] and mode in report["trainer"]:
             t = report["trainer"][mode]
             print(f"{mode}: train() {t['steps_per_second_steady']:.1f} steps/s (median {t['median_step_ms']:.1f} ms)")
 

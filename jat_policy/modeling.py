@@ -37,6 +37,7 @@ from jat_policy.checkpoint import (
     write_checkpoint,
 )
 from jat_policy.configuration import JatConfig
+from jat_policy.discrete_slots import encode_discrete_slots
 from jat_policy.encoding import cyclic_expand_dim, pad_discrete_slots
 from jat_policy.generation import TextGenerationMixin
 from jat_policy.losses import compute_ce_loss, compute_mse_loss, reduce_per_step_loss
@@ -220,15 +221,14 @@ class JatModel(TextGenerationMixin, PreTrainedModel):
 
         Embedding then the per-slot linear equals gathering rows of the projected table ``linear(wte)``
         (``(vocab, S)``). When the batch has more slot values than the vocabulary has rows (training), the
-        table is projected once and gathered, instead of materialising a ``(B, L, X, H)`` tensor and running
+        table is projected once and :func:`~jat_policy.discrete_slots.encode_discrete_slots` computes each
+        distinct (slot, value) product once, instead of materialising a ``(B, L, X, H)`` tensor and running
         the linear (and its backward) on every slot.
         """
         embed, squeeze, act, flatten, project = self.multi_discrete_encoder
         if ids.numel() > embed.num_embeddings:
-            slots = F.embedding(ids, squeeze(embed.weight))  # (B, L, X, S)
-        else:
-            slots = squeeze(embed(ids))  # (B, L, X, S)
-        return project(flatten(act(slots)))
+            return encode_discrete_slots(ids, squeeze(embed.weight), project.weight, project.bias)  # (B, L, H - 1)
+        return project(flatten(act(squeeze(embed(ids)))))
 
     def embed_actions(
         self, continuous_actions: Tensor | None = None, discrete_actions: Tensor | None = None

@@ -384,3 +384,20 @@ def test_text_loss_decreases_with_training() -> None:
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
     assert losses[0] == pytest.approx(math.log(64), rel=0.2)
+
+
+def test_attention_stays_fp32_under_bf16_autocast(monkeypatch) -> None:
+    # autocast lists SDPA as a bf16 op; GPT-Neo computes the unscaled logits in fp32, so the backbone opts out
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return sdpa(q, k, v, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    model = JatModel(tiny_config())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(discrete_observations=torch.randint(0, 64, (2, 3, 212)), discrete_actions=torch.zeros(2, 3).long())
+    assert seen and all(dtype == torch.float32 and not autocast for dtype, autocast in seen)
+    assert torch.isfinite(out.loss)
