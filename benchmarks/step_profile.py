@@ -30,8 +30,6 @@ measured as much as the step.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -43,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
+from learning import machine  # benchmarks/ is on sys.path when a script here runs
 from transformers import TrainerCallback
 
 from jat_policy.losses import compute_ce_loss
@@ -332,18 +330,6 @@ def plot(report: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def machine() -> dict:
-    """Platform, CPU model and its AVX/AMX flags, cores and torch threads."""
-    cpu, flags = cpu_info()
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_flags": sorted(f for f in flags if f.startswith(("avx", "amx"))),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def print_report(report: dict) -> None:

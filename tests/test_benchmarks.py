@@ -103,3 +103,22 @@ def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
         assert task["meets_paper"] == (task["expert_normalized"] >= 0.99)
         assert 0 < result["steps_done"] <= result["max_steps_planned"]
     assert (tmp_path / "res" / "learning.png").stat().st_size > 0
+
+
+@pytest.mark.benchmark
+def test_step_profile_writes_every_section_for_every_mode(tmp_path):
+    from jat_policy.quickstart import collect_tasks
+
+    collect_tasks(["babyai-go-to-local"], tmp_path / "data", 40, seed=0)
+    out = tmp_path / "step_profile.json"
+    cmd = [sys.executable, "benchmarks/step_profile.py", "--data", str(tmp_path / "data"), "--steps", "2"]
+    cmd += ["--warmup", "1", "--trainer-steps", "3", "--batch-size", "8", "--out", str(out)]
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert set(report["sections"]) == {"fp32:direct", "fp32", "bf16"}
+    for res in report["sections"].values():
+        assert set(res["median_ms"]) == {"data", "encoder", "action_embed", "backbone", "head_loss", "optimizer"}
+        assert res["median_ms"]["backbone"] > 0 and sum(res["share"].values()) == pytest.approx(1.0)
+    assert set(report["trainer"]) == {"fp32", "bf16"}  # the real train() loop, per precision
+    assert 0 < report["window_stats"]["real_fraction_of_batch_steps"] <= 1
