@@ -54,10 +54,12 @@ from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
 from jat_policy.trainers.bc import TrainOptions, parse_task_values, resolve_bf16, train
+from jat_policy.trainers.options import use_cuda
 from jat_policy.utils.cli_args import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM_EXPERT = ROOT / "tests" / "fixtures" / "sb3" / "ppo-InvertedPendulum-v4.zip"
+DEVICES = ["auto", "cpu", "cuda"]
 
 
 @dataclass
@@ -70,12 +72,18 @@ class Args:
         metadata={"help": "BabyAI tasks of the single-task configuration."},
     )
     multi_tasks: list[str] = field(
-        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"],
+        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum", "atari-breakout"],
         metadata={"help": "Tasks of the multi-domain checkpoint."},
     )
     episodes: int = field(default=100_000, metadata={"help": "Bot episodes per BabyAI task (the paper's count)."})
     metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
     mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
+    atari_episodes: int = field(
+        default=40, metadata={"help": "RAM-expert games per Atari task (whole games, ~1-2k steps each)."}
+    )
+    atari_eval_episodes: int = field(
+        default=30, metadata={"help": "Evaluation games per Atari task (whole games, unclipped rewards)."}
+    )
     budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})
     single_minutes: list[str] | None = field(
         default=None,
@@ -109,13 +117,22 @@ class Args:
     )
     bf16: str = field(
         default="auto",
-        metadata={"help": "bf16 autocast: auto (native bf16 hardware), yes or no.", "choices": ["auto", "yes", "no"]},
+        metadata={"help": "bf16 autocast: auto (bf16 on a CUDA GPU), yes or no.", "choices": ["auto", "yes", "no"]},
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "Training and evaluation device: auto (CUDA when there), cpu or cuda.", "choices": DEVICES},
     )
     scratch: str = field(default="runs/learning", metadata={"help": "Data and checkpoints (not committed)."})
     data: str | None = field(
         default=None, metadata={"help": "Dataset folder (default: <scratch>/data); collected there when missing."}
     )
     results: str = field(default="benchmarks/results", metadata={"help": "Where learning.{json,png} go."})
+
+
+def resolve_device(device: str) -> str:
+    """``--device`` as ``"cpu"`` or ``"cuda"`` (``cuda`` without a visible GPU is an error, not a CPU run)."""
+    return "cuda" if use_cuda(device) else "cpu"
 
 
 class TimeBudget(TrainerCallback):
@@ -170,7 +187,11 @@ def run_config(
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
     for task in tasks:
         domain = task.split("-", 1)[0]
-        episodes = {"metaworld": args.metaworld_episodes, "mujoco": args.mujoco_episodes}.get(domain, args.episodes)
+        episodes = {
+            "metaworld": args.metaworld_episodes,
+            "mujoco": args.mujoco_episodes,
+            "atari": args.atari_episodes,  # the RAM experts (make_expert's Atari default)
+        }.get(domain, args.episodes)
         collect_tasks([task], data_dir, episodes, seed=args.seed, workers=args.workers, experts=experts)
     max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
     options = TrainOptions(
@@ -189,25 +210,17 @@ def run_config(
         sample_weights=sample_weights,
         num_threads=args.threads,
         bf16=args.bf16,
+        device=args.device,
     )
     start = time.perf_counter()
     budget = TimeBudget(budget_s)
     checkpoint = train(options, callbacks=[budget])
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = evaluate(
-        jat_policy_factory(checkpoint, context_window=args.window),
-        tasks,
-        n_episodes=args.eval_episodes,
-        n_envs=args.eval_envs,
-        seed=args.seed + 10_000_000,
-        dataset_path={task: data_dir / task for task in tasks},
-        model_info={"checkpoint": str(checkpoint), "preset": args.preset},
-    )
+    results = evaluate_tasks(args, checkpoint, tasks, data_dir, name)
     eval_s = time.perf_counter() - start
-    result.save_json(Path(args.results) / f"learning_{name}_evaluation.json")
     per_task = {}
-    for task, res in result.tasks.items():
+    for task, res in results.items():
         scores = res.expert_normalized.scores
         ours = None if scores is None else float(np.mean(scores))
         paper = get_task(task).paper_jat_normalized
@@ -221,6 +234,7 @@ def run_config(
             "paper_jat_normalized": paper,
             "meets_paper": None if ours is None or paper is None else bool(ours >= paper),
             "episodes": len(res.returns),
+            **(atari_scores(task, res) if task.startswith("atari-") else {}),
         }
     return {
         "tasks": per_task,
@@ -230,9 +244,64 @@ def run_config(
         "max_steps_planned": max_steps,
         "steps_done": budget.steps,
         "steps_per_second": budget.steps / train_s,
-        "bf16": resolve_bf16(args.bf16),
+        "bf16": resolve_bf16(args.bf16, args.device),
+        "device": resolve_device(args.device),
         "options": asdict(args),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def evaluate_tasks(args: Args, checkpoint: Path, tasks: list[str], data_dir: Path, name: str) -> dict:
+    """Evaluates the checkpoint: Atari on ``--atari-eval-episodes`` whole games, the rest on ``--eval-episodes``.
+
+    Atari episodes are whole games with unclipped rewards (``make_env``'s Atari defaults), as the paper scores
+    them; each group's result JSON goes beside learning.json.
+    """
+    groups = {
+        "": ([t for t in tasks if not t.startswith("atari-")], args.eval_episodes),
+        "_atari": ([t for t in tasks if t.startswith("atari-")], args.atari_eval_episodes),
+    }
+    factory = jat_policy_factory(checkpoint, context_window=args.window, device=resolve_device(args.device))
+    results = {}
+    for suffix, (group, episodes) in groups.items():
+        if not group:
+            continue
+        result = evaluate(
+            factory,
+            group,
+            n_episodes=episodes,
+            n_envs=args.eval_envs,
+            seed=args.seed + 10_000_000,
+            dataset_path={task: data_dir / task for task in group},
+            model_info={"checkpoint": str(checkpoint), "preset": args.preset},
+        )
+        result.save_json(Path(args.results) / f"learning_{name}{suffix}_evaluation.json")
+        results.update(result.tasks)
+    return results
+
+
+def atari_scores(task: str, res) -> dict:
+    """Raw game score (mean and 95% CI half-width), and normalised against the paper's expert and human scores.
+
+    ``expert_normalized`` (the table's column) uses this run's RAM expert; the paper normalises by its own
+    (much stronger) expert, so both are kept, with the paper's JAT beside them.
+    """
+    spec = get_task(task)
+    returns = np.asarray(res.returns, dtype=np.float64)
+    paper_ref = (returns.mean() - spec.random_score) / (spec.expert_score - spec.random_score)
+    human = (
+        None
+        if spec.human_score is None
+        else (returns.mean() - spec.random_score) / (spec.human_score - spec.random_score)
+    )
+    return {
+        "raw_mean": float(returns.mean()),
+        "raw_ci95": float(1.96 * returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else None,
+        "paper_expert_normalized": float(paper_ref),
+        "human_normalized": None if human is None else float(human),
+        "paper_reference": {"random": spec.random_score, "expert": spec.expert_score, "human": spec.human_score},
+        "paper_jat_raw": spec.paper_jat_score,
+        "episode_definition": "whole games (all lives), unclipped rewards",
     }
 
 
