@@ -3,13 +3,16 @@ r"""Learning benchmark: behaviour cloning on this CPU, scored beside the paper's
 Two configurations, each trained within a wall-clock budget (<= 1 hour by default):
 
 (a) ``single``: one model per BabyAI task, trained on minigrid-bot demonstrations (the paper's expert);
-(b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo (bot, scripted policy, and the SB3 PPO
-    expert shipped in tests/fixtures for InvertedPendulum-v4).
+(b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo + Atari (bot, scripted policy, the SB3 PPO
+    expert shipped in tests/fixtures for InvertedPendulum-v4, and the Breakout RAM expert of
+    jat_policy.data.atari_experts).
 
 Training fills the budget: the LR warms up, then anneals linearly to 0 with wall-clock time (TimeBudget), so
 the schedule fits whatever speed this machine has. Each trained task is evaluated with ``--eval-episodes``
 (>= 50; 300 by default, so the mean's 95% interval is about +-0.03) episodes through ``JatPolicy.predict``,
-sampling actions as the paper does.
+sampling actions as the paper does. Atari tasks are evaluated on ``--atari-eval-episodes`` whole games (all
+lives) with unclipped rewards, as the paper scores them, and also reported raw, normalised by the paper's expert
+and by the human score (their expert is far stronger than our RAM expert, so the two normalisations differ).
 Scores are expert-normalised with the scores measured on the collected data (random policy and expert of
 *this* run, so Meta-World v3 and our own MuJoCo expert are normalised consistently); for BabyAI these match
 the registry's (the paper's) expert scores. Results: JSON + PNG under benchmarks/results/ with the machine,
@@ -18,6 +21,7 @@ threads, versions and options.
 Usage:
     python benchmarks/learning.py                      # both configurations, one after the other
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
+    python benchmarks/learning.py --configs multi --device cuda --preset jat-small   # a GPU: bf16 by default
 
 What benchmarks/results/learning.json holds (2-core box, each configuration in its own process on one thread,
 60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two processes must not
@@ -29,6 +33,14 @@ collect into one dataset folder at once):
     # multi, side by side with a 60-minute GoToLocal-only run (and, for 13 of its minutes, the test suite)
     python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
         --multi-sample-weights babyai-go-to-red-ball=20 --scratch runs/learning/multi
+What benchmarks/results/multi4/ holds (the four-domain checkpoint: the whole hour on one thread, collection and
+evaluation included, so 31 of its minutes train; Atari frames cost ~3 s per 64x4-frame step, hence short Atari
+windows, a low Atari sampling weight and no observation loss):
+    OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 1 --budget-minutes 31 \
+        --episodes 20000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
+        --atari-eval-episodes 30 --observation-loss-coef 0 \
+        --multi-sample-weights babyai-go-to-red-ball=6,atari-breakout=1 \
+        --scratch /work/main/runs/learning/multi4 --results benchmarks/results/multi4
 What benchmarks/results/go-to-local-alone/ holds (GoToLocal given a whole hour alone, beside the multi run):
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
         --budget-minutes 60 --episodes 100000 --scratch runs/learning/local \
@@ -104,6 +116,17 @@ class Args:
     batch_size: int = field(default=64, metadata={"help": "Windows per optimizer step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
     window: int = field(default=64, metadata={"help": "Timesteps per training window."})
+    atari_window: int = field(
+        default=4,
+        metadata={
+            "help": "Timesteps per Atari window, in training and as the evaluation context (a jat-tiny step on "
+            "64x4 frames takes ~3 s on one thread here: Atari windows are what the budget can afford)."
+        },
+    )
+    observation_loss_coef: float | None = field(
+        default=None,
+        metadata={"help": "kappa, the next-observation loss weight (default: the model's 0.005; 0 skips it)."},
+    )
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
@@ -202,6 +225,8 @@ def run_config(
         max_steps=max_steps,
         per_device_batch_size=args.batch_size,
         window=args.window,
+        atari_window=args.atari_window,
+        observation_loss_coef=args.observation_loss_coef,
         seed=args.seed,
         save_steps=max(max_steps // 4, 1),
         lr_scheduler="constant_with_warmup",
@@ -261,13 +286,14 @@ def evaluate_tasks(args: Args, checkpoint: Path, tasks: list[str], data_dir: Pat
         "": ([t for t in tasks if not t.startswith("atari-")], args.eval_episodes),
         "_atari": ([t for t in tasks if t.startswith("atari-")], args.atari_eval_episodes),
     }
-    factory = jat_policy_factory(checkpoint, context_window=args.window, device=resolve_device(args.device))
+    device = resolve_device(args.device)
     results = {}
     for suffix, (group, episodes) in groups.items():
         if not group:
             continue
+        window = args.atari_window if suffix else args.window  # the context each was trained on
         result = evaluate(
-            factory,
+            jat_policy_factory(checkpoint, context_window=window, device=device),
             group,
             n_episodes=episodes,
             n_envs=args.eval_envs,
