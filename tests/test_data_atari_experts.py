@@ -158,3 +158,18 @@ def test_breakout_expert_beats_random_by_far():
         obs, reward, terminated, truncated, _ = env.step(expert(obs))
         score, done = score + float(reward), terminated or truncated
     assert score >= 20  # a whole game; random play scores 1.7 (paper's table), the expert ~50-130
+
+
+@pytest.mark.slow
+def test_pong_expert_wins_more_points_than_it_loses():
+    env = make_env("atari-pong")
+    expert = PongRamExpert()
+    obs, _ = env.reset(seed=1)
+    expert.reset(env, 1)
+    won = lost = 0
+    for _ in range(1500):  # a whole game takes ~5-8k steps; the emulator and the expert are deterministic
+        obs, reward, terminated, truncated, _ = env.step(expert(obs))
+        won, lost = won + (reward > 0), lost + (reward < 0)
+        if terminated or truncated:
+            break
+    assert won > lost and won >= 3, (won, lost)  # random play loses ~21-0

@@ -140,55 +140,85 @@ class BreakoutRamExpert(AtariRamExpert):
 
 
 class PongRamExpert(AtariRamExpert):
-    """Pong: move the right paddle to where the approaching ball will cross its column, hitting it off-centre.
+    """Pong: meet the approaching ball with an edge of the right paddle, so it leaves at a steep angle.
 
     The paddle answers the joystick with lag and momentum that the RAM does not show, so the expert tries each
-    move on a copy of the emulator state (``cloneState``/``restoreState``: the episode itself is untouched) and
-    keeps the one whose paddle settles nearest the target. Hitting the ball ``aim`` pixels off the paddle's
-    centre returns it at a steep angle the computer player often misses.
+    move on a copy of the emulator state (``cloneState``/``restoreState``; the episode itself is untouched):
+    while the ball is far, it keeps the move whose paddle settles nearest the ball's crossing point; in the last
+    ``near`` steps before contact, the move after which (then no-ops) the ball meets the paddle at the wanted
+    offset. An edge hit sends the ball off at twice the vertical speed of a centre hit, which the computer player
+    often cannot reach; the expert picks the edge that sends it away from the computer's paddle. A centre-hit
+    tracker never loses a point but rallies for the whole 27,000-step game limit.
 
     Args:
-        aim: Pixels between the paddle's centre and the ball at contact (sign: below the centre).
+        edges: ``ball_y - paddle_y`` RAM offsets at contact for a hit with the paddle's top and bottom edge (the
+            paddle returns the ball for offsets of about -1 to 14; values nearer the ends lose more points).
+        near: Agent steps before contact from which contact is planned exactly.
         settle_steps: Agent steps of no-op after the tried move before reading where the paddle settles.
     """
 
     game = "Pong"
     needed_actions = ("NOOP", "RIGHT", "LEFT")  # RIGHT moves the paddle up, LEFT down
+    MOVES = ("NOOP", "RIGHT", "LEFT")
     PADDLE_COLUMN = 188  # ball_x RAM value at which the ball meets the right paddle
     WALLS = (44.5, 205.5)  # ball_y RAM values where the ball bounces off the top and bottom walls
     ALIGN = PONG_SCREEN_OFFSETS["ball_y"] - PONG_SCREEN_OFFSETS["player_y"]  # paddle RAM = ball RAM + this
 
-    def __init__(self, aim: float = 0.0, settle_steps: int = 3) -> None:
+    def __init__(self, edges: tuple[float, float] = (2.0, 11.0), near: int = 6, settle_steps: int = 3) -> None:
         super().__init__()
-        if settle_steps < 0:
-            raise ValueError(f"settle_steps={settle_steps}: expected >= 0 agent steps.")
-        self.aim, self.settle_steps = aim, settle_steps
+        if settle_steps < 0 or near < 1:
+            raise ValueError(f"settle_steps={settle_steps}, near={near}: expected >= 0 and >= 1 agent steps.")
+        self.edges, self.near, self.settle_steps = (float(edges[0]), float(edges[1])), near, settle_steps
 
-    def _target(self, ram: np.ndarray) -> float:
-        ball_x, ball_y = int(ram[PONG_RAM["ball_x"]]), int(ram[PONG_RAM["ball_y"]])
-        if ball_y == 0:  # between points: wait in the middle
-            self._previous = None
-            return 125.0
-        velocity = self._velocity(ball_x, ball_y)
+    def _crossing(self, ball_x: int, ball_y: int, velocity: tuple[int, int] | None) -> float:
+        """The ball's y when it reaches the paddle's column (its current y when it is not coming)."""
         if velocity is None or velocity[0] <= 0:
             return float(ball_y)
         steps = (self.PADDLE_COLUMN - ball_x) / velocity[0]
         return _reflect(ball_y + velocity[1] * steps, *self.WALLS)
 
-    def _settled(self, move: str) -> int:
-        """Where the paddle settles after ``move`` for one agent step (4 frames) and then no-ops."""
+    def _simulate(self, move: str, frames: int, until_contact: bool) -> int | None:
+        """Plays ``move`` for one agent step (4 frames) then no-ops on a copy of the emulator state.
+
+        Returns the paddle's y after ``frames`` frames, or with ``until_contact`` the ``ball_y - paddle_y`` offset
+        when the ball reaches the paddle's column (``None`` if the point ends first).
+        """
         action_set = self._env._action_set  # ALE action enums, indexed like the env's actions
-        state = self._ale.cloneState()
-        for frame in range(4 * (1 + self.settle_steps)):
+        state, result = self._ale.cloneState(), None
+        for frame in range(frames):
             self._ale.act(action_set[self._actions[move] if frame < 4 else self._actions["NOOP"]])
-        paddle = int(self._ale.getRAM()[PONG_RAM["player_y"]])
+            ram = self._ale.getRAM()
+            if not until_contact:
+                result = int(ram[PONG_RAM["player_y"]])
+            elif ram[PONG_RAM["ball_y"]] == 0:
+                break
+            elif ram[PONG_RAM["ball_x"]] >= self.PADDLE_COLUMN:
+                result = int(ram[PONG_RAM["ball_y"]]) - int(ram[PONG_RAM["player_y"]])
+                break
         self._ale.restoreState(state)
-        return paddle
+        return result
 
     def act(self, ram: np.ndarray) -> str:
-        """The move whose paddle settles nearest the ball's crossing point."""
-        target = self._target(ram) + self.ALIGN + self.aim
-        return min(("NOOP", "RIGHT", "LEFT"), key=lambda move: abs(self._settled(move) - target))
+        """The move that brings the paddle to the ball: exactly planned near contact, by settling point before."""
+        ball_x, ball_y = int(ram[PONG_RAM["ball_x"]]), int(ram[PONG_RAM["ball_y"]])
+        if ball_y == 0:  # between points: wait in the middle
+            self._previous = None
+            target = 125.0 + self.ALIGN
+        else:
+            velocity = self._velocity(ball_x, ball_y)
+            if velocity is not None and velocity[0] > 0 and self.PADDLE_COLUMN - ball_x <= self.near * velocity[0]:
+                top, bottom = self.edges
+                wanted = bottom if ram[PONG_RAM["enemy_y"]] < 125 else top  # steep, away from the opponent
+                frames = 4 * (self.near + 2)
+
+                def miss(move: str) -> float:
+                    offset = self._simulate(move, frames, until_contact=True)
+                    return float("inf") if offset is None else abs(offset - wanted)
+
+                return min(self.MOVES, key=miss)
+            target = self._crossing(ball_x, ball_y, velocity) + self.ALIGN
+        frames = 4 * (1 + self.settle_steps)
+        return min(self.MOVES, key=lambda move: abs(self._simulate(move, frames, until_contact=False) - target))
 
 
 RAM_EXPERTS: dict[str, type[AtariRamExpert]] = {"atari-pong": PongRamExpert, "atari-breakout": BreakoutRamExpert}
