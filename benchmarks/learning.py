@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -369,6 +370,11 @@ def machine() -> dict:
 def main() -> None:
     """Runs the configurations and writes benchmarks/results/learning.{json,png}."""
     args = parse_args(Args, None, prog="benchmarks/learning.py", description=__doc__)
+    try:
+        resolve_device(args.device)  # before collecting: a run asked for a GPU must not end up on the CPU
+    except ValueError as error:
+        print(f"benchmarks/learning.py: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     Path(args.results).mkdir(parents=True, exist_ok=True)
     results: dict = {}
     budget_s = args.budget_minutes * 60
