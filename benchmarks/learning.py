@@ -3,13 +3,16 @@ r"""Learning benchmark: behaviour cloning on this CPU, scored beside the paper's
 Two configurations, each trained within a wall-clock budget (<= 1 hour by default):
 
 (a) ``single``: one model per BabyAI task, trained on minigrid-bot demonstrations (the paper's expert);
-(b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo (bot, scripted policy, and the SB3 PPO
-    expert shipped in tests/fixtures for InvertedPendulum-v4).
+(b) ``multi``: one checkpoint over BabyAI + Meta-World + MuJoCo + Atari (bot, scripted policy, the SB3 PPO
+    expert shipped in tests/fixtures for InvertedPendulum-v4, and the Breakout RAM expert of
+    jat_policy.data.atari_experts).
 
 Training fills the budget: the LR warms up, then anneals linearly to 0 with wall-clock time (TimeBudget), so
 the schedule fits whatever speed this machine has. Each trained task is evaluated with ``--eval-episodes``
 (>= 50; 300 by default, so the mean's 95% interval is about +-0.03) episodes through ``JatPolicy.predict``,
-sampling actions as the paper does.
+sampling actions as the paper does. Atari tasks are evaluated on ``--atari-eval-episodes`` whole games (all
+lives) with unclipped rewards, as the paper scores them, and also reported raw, normalised by the paper's expert
+and by the human score (their expert is far stronger than our RAM expert, so the two normalisations differ).
 Scores are expert-normalised with the scores measured on the collected data (random policy and expert of
 *this* run, so Meta-World v3 and our own MuJoCo expert are normalised consistently); for BabyAI these match
 the registry's (the paper's) expert scores. Results: JSON + PNG under benchmarks/results/ with the machine,
@@ -18,6 +21,7 @@ threads, versions and options.
 Usage:
     python benchmarks/learning.py                      # both configurations, one after the other
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
+    python benchmarks/learning.py --configs multi --device cuda --preset jat-small   # a GPU: bf16 by default
 
 What benchmarks/results/learning.json holds (2-core box, each configuration in its own process on one thread,
 60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two processes must not
@@ -29,6 +33,14 @@ collect into one dataset folder at once):
     # multi, side by side with a 60-minute GoToLocal-only run (and, for 13 of its minutes, the test suite)
     python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
         --multi-sample-weights babyai-go-to-red-ball=20 --scratch runs/learning/multi
+What benchmarks/results/multi4/ holds (the four-domain checkpoint within the hour on one thread, collection and
+evaluation included: 54 minutes wall, of which 8.6 collect, 31 train and 13 evaluate; an Atari step on 64x4 frames
+costs ~3 s here, hence 4-step Atari windows, one Atari batch in 9 and no observation loss):
+    OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 1 --budget-minutes 31 \
+        --episodes 20000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
+        --atari-eval-episodes 30 --observation-loss-coef 0 \
+        --multi-sample-weights babyai-go-to-red-ball=6,atari-breakout=1 \
+        --scratch /work/main/runs/learning/multi4 --results benchmarks/results/multi4
 What benchmarks/results/go-to-local-alone/ holds (GoToLocal given a whole hour alone on one thread, beside the multi
 run, on an AVX2-only CPU: 36,343 steps, 0.903 +- 0.029):
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
@@ -48,6 +60,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,10 +75,12 @@ from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
 from jat_policy.trainers.bc import TrainOptions, parse_task_values, resolve_bf16, train
+from jat_policy.trainers.options import use_cuda
 from jat_policy.utils.cli_args import parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM_EXPERT = ROOT / "tests" / "fixtures" / "sb3" / "ppo-InvertedPendulum-v4.zip"
+DEVICES = ["auto", "cpu", "cuda"]
 
 
 @dataclass
@@ -78,12 +93,18 @@ class Args:
         metadata={"help": "BabyAI tasks of the single-task configuration."},
     )
     multi_tasks: list[str] = field(
-        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"],
+        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum", "atari-breakout"],
         metadata={"help": "Tasks of the multi-domain checkpoint."},
     )
     episodes: int = field(default=100_000, metadata={"help": "Bot episodes per BabyAI task (the paper's count)."})
     metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
     mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
+    atari_episodes: int = field(
+        default=40, metadata={"help": "RAM-expert games per Atari task (whole games, ~1-2k steps each)."}
+    )
+    atari_eval_episodes: int = field(
+        default=30, metadata={"help": "Evaluation games per Atari task (whole games, unclipped rewards)."}
+    )
     budget_minutes: float = field(default=60.0, metadata={"help": "Training wall-clock budget per configuration."})
     single_minutes: list[str] | None = field(
         default=None,
@@ -104,6 +125,17 @@ class Args:
     batch_size: int = field(default=64, metadata={"help": "Windows per optimizer step."})
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate."})
     window: int = field(default=64, metadata={"help": "Timesteps per training window."})
+    atari_window: int = field(
+        default=4,
+        metadata={
+            "help": "Timesteps per Atari window, in training and as the evaluation context (a jat-tiny step on "
+            "64x4 frames takes ~3 s on one thread here: Atari windows are what the budget can afford)."
+        },
+    )
+    observation_loss_coef: float | None = field(
+        default=None,
+        metadata={"help": "kappa, the next-observation loss weight (default: the model's 0.005; 0 skips it)."},
+    )
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
@@ -117,13 +149,22 @@ class Args:
     )
     bf16: str = field(
         default="auto",
-        metadata={"help": "bf16 autocast: auto (native bf16 hardware), yes or no.", "choices": ["auto", "yes", "no"]},
+        metadata={"help": "bf16 autocast: auto (bf16 on a CUDA GPU), yes or no.", "choices": ["auto", "yes", "no"]},
+    )
+    device: str = field(
+        default="auto",
+        metadata={"help": "Training and evaluation device: auto (CUDA when there), cpu or cuda.", "choices": DEVICES},
     )
     scratch: str = field(default="runs/learning", metadata={"help": "Data and checkpoints (not committed)."})
     data: str | None = field(
         default=None, metadata={"help": "Dataset folder (default: <scratch>/data); collected there when missing."}
     )
     results: str = field(default="benchmarks/results", metadata={"help": "Where learning.{json,png} go."})
+
+
+def resolve_device(device: str) -> str:
+    """``--device`` as ``"cpu"`` or ``"cuda"`` (``cuda`` without a visible GPU is an error, not a CPU run)."""
+    return "cuda" if use_cuda(device) else "cpu"
 
 
 class TimeBudget(TrainerCallback):
@@ -178,7 +219,11 @@ def run_config(
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
     for task in tasks:
         domain = task.split("-", 1)[0]
-        episodes = {"metaworld": args.metaworld_episodes, "mujoco": args.mujoco_episodes}.get(domain, args.episodes)
+        episodes = {
+            "metaworld": args.metaworld_episodes,
+            "mujoco": args.mujoco_episodes,
+            "atari": args.atari_episodes,  # the RAM experts (make_expert's Atari default)
+        }.get(domain, args.episodes)
         collect_tasks([task], data_dir, episodes, seed=args.seed, workers=args.workers, experts=experts)
     max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
     options = TrainOptions(
@@ -189,6 +234,8 @@ def run_config(
         max_steps=max_steps,
         per_device_batch_size=args.batch_size,
         window=args.window,
+        atari_window=args.atari_window,
+        observation_loss_coef=args.observation_loss_coef,
         seed=args.seed,
         save_steps=max(max_steps // 4, 1),
         lr_scheduler="constant_with_warmup",
@@ -197,25 +244,17 @@ def run_config(
         sample_weights=sample_weights,
         num_threads=args.threads,
         bf16=args.bf16,
+        device=args.device,
     )
     start = time.perf_counter()
     budget = TimeBudget(budget_s)
     checkpoint = train(options, callbacks=[budget])
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = evaluate(
-        jat_policy_factory(checkpoint, context_window=args.window),
-        tasks,
-        n_episodes=args.eval_episodes,
-        n_envs=args.eval_envs,
-        seed=args.seed + 10_000_000,
-        dataset_path={task: data_dir / task for task in tasks},
-        model_info={"checkpoint": str(checkpoint), "preset": args.preset},
-    )
+    results = evaluate_tasks(args, checkpoint, tasks, data_dir, name)
     eval_s = time.perf_counter() - start
-    result.save_json(Path(args.results) / f"learning_{name}_evaluation.json")
     per_task = {}
-    for task, res in result.tasks.items():
+    for task, res in results.items():
         scores = res.expert_normalized.scores
         ours = None if scores is None else float(np.mean(scores))
         paper = get_task(task).paper_jat_normalized
@@ -229,6 +268,7 @@ def run_config(
             "paper_jat_normalized": paper,
             "meets_paper": None if ours is None or paper is None else bool(ours >= paper),
             "episodes": len(res.returns),
+            **(atari_scores(task, res) if task.startswith("atari-") else {}),
         }
     return {
         "tasks": per_task,
@@ -238,9 +278,65 @@ def run_config(
         "max_steps_planned": max_steps,
         "steps_done": budget.steps,
         "steps_per_second": budget.steps / train_s,
-        "bf16": resolve_bf16(args.bf16),
+        "bf16": resolve_bf16(args.bf16, args.device),
+        "device": resolve_device(args.device),
         "options": asdict(args),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def evaluate_tasks(args: Args, checkpoint: Path, tasks: list[str], data_dir: Path, name: str) -> dict:
+    """Evaluates the checkpoint: Atari on ``--atari-eval-episodes`` whole games, the rest on ``--eval-episodes``.
+
+    Atari episodes are whole games with unclipped rewards (``make_env``'s Atari defaults), as the paper scores
+    them; each group's result JSON goes beside learning.json.
+    """
+    groups = {
+        "": ([t for t in tasks if not t.startswith("atari-")], args.eval_episodes),
+        "_atari": ([t for t in tasks if t.startswith("atari-")], args.atari_eval_episodes),
+    }
+    device = resolve_device(args.device)
+    results = {}
+    for suffix, (group, episodes) in groups.items():
+        if not group:
+            continue
+        window = args.atari_window if suffix else args.window  # the context each was trained on
+        result = evaluate(
+            jat_policy_factory(checkpoint, context_window=window, device=device),
+            group,
+            n_episodes=episodes,
+            n_envs=args.eval_envs,
+            seed=args.seed + 10_000_000,
+            dataset_path={task: data_dir / task for task in group},
+            model_info={"checkpoint": str(checkpoint), "preset": args.preset},
+        )
+        result.save_json(Path(args.results) / f"learning_{name}{suffix}_evaluation.json")
+        results.update(result.tasks)
+    return results
+
+
+def atari_scores(task: str, res) -> dict:
+    """Raw game score (mean and 95% CI half-width), and normalised against the paper's expert and human scores.
+
+    ``expert_normalized`` (the table's column) uses this run's RAM expert; the paper normalises by its own
+    (much stronger) expert, so both are kept, with the paper's JAT beside them.
+    """
+    spec = get_task(task)
+    returns = np.asarray(res.returns, dtype=np.float64)
+    paper_ref = (returns.mean() - spec.random_score) / (spec.expert_score - spec.random_score)
+    human = (
+        None
+        if spec.human_score is None
+        else (returns.mean() - spec.random_score) / (spec.human_score - spec.random_score)
+    )
+    return {
+        "raw_mean": float(returns.mean()),
+        "raw_ci95": float(1.96 * returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else None,
+        "paper_expert_normalized": float(paper_ref),
+        "human_normalized": None if human is None else float(human),
+        "paper_reference": {"random": spec.random_score, "expert": spec.expert_score, "human": spec.human_score},
+        "paper_jat_raw": spec.paper_jat_score,
+        "episode_definition": "whole games (all lives), unclipped rewards",
     }
 
 
@@ -282,6 +378,11 @@ def machine() -> dict:
 def main() -> None:
     """Runs the configurations and writes benchmarks/results/learning.{json,png}."""
     args = parse_args(Args, None, prog="benchmarks/learning.py", description=__doc__)
+    try:
+        resolve_device(args.device)  # before collecting: a run asked for a GPU must not end up on the CPU
+    except ValueError as error:
+        print(f"benchmarks/learning.py: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     Path(args.results).mkdir(parents=True, exist_ok=True)
     results: dict = {}
     budget_s = args.budget_minutes * 60

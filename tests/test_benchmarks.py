@@ -85,6 +85,34 @@ def test_single_budget_split():
         learning.single_budgets(tasks, ["a=30", "c=30"], 60.0)
 
 
+def test_learning_device_is_cpu_or_cuda_and_never_silently_cpu():
+    import torch
+
+    learning = _load_learning()
+    assert learning.resolve_device("cpu") == "cpu"
+    assert learning.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            learning.resolve_device("cuda")
+        run = subprocess.run(
+            [sys.executable, "benchmarks/learning.py", "--device", "cuda"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert run.returncode == 2 and "no CUDA GPU" in run.stderr  # refused before any collection
+
+
+def test_learning_atari_scores_are_raw_paper_and_human_normalised():
+    from types import SimpleNamespace
+
+    learning = _load_learning()
+    scores = learning.atari_scores("atari-breakout", SimpleNamespace(returns=[8.0, 10.0, 12.0]))
+    assert scores["raw_mean"] == pytest.approx(10.0)
+    assert scores["raw_ci95"] == pytest.approx(1.96 * 2.0 / 3**0.5)
+    # the registry's (paper's) Breakout references: random 1.7, expert 702.97, human 30.5
+    assert scores["paper_expert_normalized"] == pytest.approx((10.0 - 1.7) / (702.9722222222222 - 1.7))
+    assert scores["human_normalized"] == pytest.approx((10.0 - 1.7) / (30.5 - 1.7))
+    assert scores["paper_jat_raw"] == pytest.approx(8.8)
+
+
 @pytest.mark.benchmark
 def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
     base = [sys.executable, "benchmarks/learning.py", "--episodes", "30", "--budget-minutes", "0.05"]

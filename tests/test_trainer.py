@@ -394,3 +394,19 @@ def test_torchrun_two_processes_match_one_process(tmp_path, data_root, tiny_mode
         )
     )
     _assert_same_weights(tmp_path / "d" / "final", single, atol=1e-5)
+
+
+def test_device_option_picks_cuda_only_when_there():
+    import torch
+
+    from jat_policy.trainers.bc import TrainOptions, build_training_arguments
+    from jat_policy.trainers.options import use_cuda
+
+    assert not use_cuda("cpu")
+    assert use_cuda("auto") == torch.cuda.is_available()
+    with pytest.raises(ValueError, match="device='gpu'"):
+        use_cuda("gpu")
+    assert build_training_arguments(TrainOptions(device="cpu"), 1e-3).use_cpu
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            build_training_arguments(TrainOptions(device="cuda"), 1e-3)

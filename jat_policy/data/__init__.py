@@ -7,7 +7,8 @@
 - :func:`collect` runs any ``expert(step_dict) -> action`` in wrapped envs (in parallel) and writes
   episodes + reference scores (:func:`load_reference_scores`).
 - Experts: :class:`BabyAIBotExpert`, :class:`MetaWorldScriptedExpert`, :class:`SB3Expert`,
-  :class:`RandomExpert`, :func:`make_expert`; :func:`train_expert` trains an SB3 one.
+  :class:`RandomExpert`, the Atari RAM experts :class:`PongRamExpert` and :class:`BreakoutRamExpert`,
+  :func:`make_expert`; :func:`train_expert` trains an SB3 one.
 
 Every name loads on first use (a collector's worker process imports only
 :mod:`jat_policy.data.rollout`, without ``datasets``); environment packages load when an env is built.
@@ -44,6 +45,7 @@ _MODULES: dict[str, list[str]] = {
     "jat_policy.data.storage": ["METADATA_FILE", "save_dataset"],
     "jat_policy.data.validation": ["validate_dataset", "validate_episode", "validate_features"],
     "jat_policy.data.collect": ["CollectResult", "collect"],
+    "jat_policy.data.atari_experts": ["BreakoutRamExpert", "PongRamExpert"],
     "jat_policy.data.experts": [
         "BabyAIBotExpert",
         "Expert",
@@ -67,12 +69,14 @@ __all__ = [
     "METAWORLD_FEATURES",
     "MUJOCO_FEATURES",
     "BabyAIBotExpert",
+    "BreakoutRamExpert",
     "CollectResult",
     "DatasetValidationError",
     "EpisodeSchema",
     "Expert",
     "ExpertFailure",
     "MetaWorldScriptedExpert",
+    "PongRamExpert",
     "RandomExpert",
     "ReferenceScores",
     "SB3Expert",
@@ -97,6 +101,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from jat_policy.data.atari_experts import BreakoutRamExpert, PongRamExpert
     from jat_policy.data.collect import CollectResult, collect
     from jat_policy.data.experts import (
         BabyAIBotExpert,

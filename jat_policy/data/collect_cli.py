@@ -21,7 +21,7 @@ class CollectOptions:
     expert: str = field(
         default="auto",
         metadata={
-            "help": "bot | scripted | random | path to an SB3 .zip | auto (BabyAI bot, Meta-World scripted, random)"
+            "help": "bot | scripted | ram | random | SB3 .zip | auto (BabyAI bot, Meta-World scripted, Atari ram)"
         },
     )
     trust_pickle: bool = field(

@@ -8,8 +8,10 @@ An expert is any callable ``expert(obs) -> action`` taking the JAT step dict of 
 Two optional members refine it:
 
 - ``reset(env, seed)``: called by the collector right after every ``env.reset(seed=seed)``, with
-  the wrapped env. Experts that plan on the simulator state (the BabyAI bot reads
-  ``env.unwrapped``) or need per-episode randomness (seeded from ``seed``) use it.
+  the wrapped env. This is how an expert reaches the simulator: experts that plan on its state
+  (the BabyAI bot reads ``env.unwrapped``, the Atari RAM experts ``env.unwrapped.ale``) or need
+  per-episode randomness (seeded from ``seed``) bind to it here; the step dict stays what the
+  model sees.
 - ``name``: a short label stored in the dataset's metadata (defaults to the class name).
 
 An expert that cannot finish an episode (planner loop, time budget) raises :class:`ExpertFailure`;
@@ -17,6 +19,7 @@ the collector drops that episode and counts it. Any other exception stops the co
 For ``workers > 1`` the expert must be picklable: the adapters here load their models lazily.
 
 Adapters: :class:`BabyAIBotExpert` (minigrid's bot, with step/time/stack budgets),
+:mod:`~jat_policy.data.atari_experts` (scripted Pong/Breakout players reading the emulator's RAM),
 :class:`MetaWorldScriptedExpert` (``metaworld.policies``), :class:`RandomExpert` (uniform random; the random
 reference score); :class:`~jat_policy.data.sb3_experts.SB3Expert` (any SB3 ``.zip``) lives in its own module.
 """
@@ -226,16 +229,17 @@ class MetaWorldScriptedExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-DEFAULT_EXPERTS = {"babyai": "bot", "metaworld": "scripted", "atari": "random"}
+DEFAULT_EXPERTS = {"babyai": "bot", "metaworld": "scripted", "atari": "ram"}  # atari: random where no RAM expert
 
 
 def make_expert(name_or_path: str | Callable[..., Any] | None, task: str, **kwargs: Any) -> Any:
     """Builds an expert from a name, a model path or a callable.
 
     Args:
-        name_or_path: ``"bot"`` (BabyAI), ``"scripted"`` (Meta-World), ``"random"``, a path to an SB3
-            ``.zip``, any callable (returned as is), or ``None``/``"auto"`` for the task's default
-            (BabyAI: bot, Meta-World: scripted, Atari: random).
+        name_or_path: ``"bot"`` (BabyAI), ``"scripted"`` (Meta-World), ``"ram"`` (Atari Pong and Breakout,
+            :mod:`jat_policy.data.atari_experts`), ``"random"``, a path to an SB3 ``.zip``, any callable (returned
+            as is), or ``None``/``"auto"`` for the task's default (BabyAI: bot, Meta-World: scripted, Atari: the
+            RAM expert where the game has one, else random).
         task: Task name (or Gymnasium id) the expert will play.
         **kwargs: Passed to the adapter (e.g. ``time_budget_s`` for the bot, ``deterministic`` for SB3).
 
@@ -253,6 +257,12 @@ def make_expert(name_or_path: str | Callable[..., Any] | None, task: str, **kwar
                 f"(train one with `jat-policy train-expert --env <gym id>`)."
             )
         name = DEFAULT_EXPERTS[domain]
+        if name == "ram" and task not in _ram_experts():
+            name = "random"
+    if name == "ram":
+        from jat_policy.data.atari_experts import make_ram_expert
+
+        return make_ram_expert(task, **kwargs)
     if name == "random":
         return RandomExpert(**kwargs)
     if name == "bot":
@@ -268,5 +278,11 @@ def make_expert(name_or_path: str | Callable[..., Any] | None, task: str, **kwar
 
         return SB3Expert(name, **kwargs)
     raise ValueError(
-        f"Unknown expert {name!r}: expected 'bot', 'scripted', 'random', 'auto' or a path to an SB3 .zip."
+        f"Unknown expert {name!r}: expected 'bot', 'scripted', 'ram', 'random', 'auto' or a path to an SB3 .zip."
     )
+
+
+def _ram_experts() -> dict[str, Any]:
+    from jat_policy.data.atari_experts import RAM_EXPERTS
+
+    return RAM_EXPERTS

@@ -54,6 +54,7 @@ from jat_policy.trainers.options import (
     default_learning_rate,
     parse_task_values,
     resolve_bf16,
+    use_cuda,
 )
 from jat_policy.trainers.sampling import MultiTaskDataset, TaskBatchSampler
 
@@ -217,10 +218,9 @@ def _report_to(mode: str) -> list[str]:
 
 def build_training_arguments(options: TrainOptions, learning_rate: float) -> TrainingArguments:
     """``transformers.TrainingArguments`` for the options (CPU unless CUDA is there)."""
-    import torch
     from transformers import TrainingArguments
 
-    cuda = torch.cuda.is_available()
+    cuda = use_cuda(options.device)
     return TrainingArguments(
         output_dir=options.output_dir,
         max_steps=options.max_steps,
@@ -237,7 +237,7 @@ def build_training_arguments(options: TrainOptions, learning_rate: float) -> Tra
         save_steps=options.save_steps,
         save_total_limit=options.save_total_limit,
         seed=options.seed,
-        bf16=resolve_bf16(options.bf16),
+        bf16=resolve_bf16(options.bf16, options.device),
         report_to=_report_to(options.report_to),
         use_cpu=not cuda,
         dataloader_num_workers=options.dataloader_num_workers,

@@ -116,6 +116,13 @@ class TrainOptions:
     )
     dataloader_num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes."})
     num_threads: int | None = field(default=None, metadata={"help": "torch intra-op threads (default: torch's)."})
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (a CUDA GPU when there, else the CPU), cpu or cuda.",
+            "choices": ["auto", "cpu", "cuda"],
+        },
+    )
     group_by_length: bool = field(
         default=True,
         metadata={
@@ -184,16 +191,28 @@ def cpu_supports_bf16() -> bool:
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
-def resolve_bf16(mode: str) -> bool:
+def use_cuda(device: str) -> bool:
+    """Whether ``--device`` trains on a CUDA GPU: ``auto`` when one is visible; ``cuda`` without one is an error."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device={device!r}: expected 'auto', 'cpu' or 'cuda'.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda': torch sees no CUDA GPU (a CPU-only torch build, or no driver).")
+    return device != "cpu" and torch.cuda.is_available()
+
+
+def resolve_bf16(mode: str, device: str = "auto") -> bool:
     """Whether ``--bf16 mode`` trains in bf16 here: yes / no, or auto.
 
     auto is bf16 on a CUDA GPU that supports it and fp32 on every CPU: on a CPU with native bf16 (AVX-512 BF16 and
     AMX), a side-by-side jat-tiny learning run took 0.97x the fp32 steps/s for the same scores
     (benchmarks/results/bf16_training.json), so bf16 there is a choice (``yes``: 1.6x for jat-small's steps in
-    benchmarks/results/train_throughput.json), not a default.
+    benchmarks/results/train_throughput.json), not a default. ``device`` is the ``--device`` option (see
+    :func:`use_cuda`): auto is fp32 when it puts training on the CPU.
     """
     import torch
 
     if mode != "auto":
         return mode == "yes"
-    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(use_cuda(device) and torch.cuda.is_bf16_supported())
