@@ -153,7 +153,7 @@ def load_jat_config(directory: Path, **overrides: Any) -> JatConfig:
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}: not a saved JAT checkpoint.")
-    raw = _read_json_object(
+    raw = read_json_object(
         config_path,
         "the checkpoint is corrupt",
         " of config fields (model_type, hidden_size, ...): the file is truncated or not a model config",
@@ -505,7 +505,7 @@ def space_from_json(data: dict[str, Any]) -> spaces.Space:
     raise ValueError(f"Unknown space type {kind!r} in policy.json (expected Box, Discrete, ..., Dict).")
 
 
-def _read_json_object(path: Path, corrupt: str, expected: str) -> dict[str, Any]:
+def read_json_object(path: Path, corrupt: str, expected: str) -> dict[str, Any]:
     """A JSON file that must hold an object; ``corrupt`` / ``expected`` finish the two error messages."""
     try:
         data = json.loads(path.read_text())
@@ -523,7 +523,7 @@ def read_policy_config(directory: Path) -> dict[str, Any] | None:
     path = directory / POLICY_CONFIG_NAME
     if not path.is_file():
         return None
-    meta = _read_json_object(path, "the saved policy is corrupt", "; the saved policy is corrupt")
+    meta = read_json_object(path, "the saved policy is corrupt", "; the saved policy is corrupt")
     if meta.get("format") != POLICY_FORMAT:
         raise ValueError(f"{path} has format {meta.get('format')!r}, expected {POLICY_FORMAT!r}.")
     for key in ("observation_space", "action_space"):

@@ -140,15 +140,11 @@ def _register(options: FinetuneOptions) -> str:
 
 
 def _expert(options: FinetuneOptions, task: str) -> Any:
-    from jat_policy.data.experts import make_expert
+    from jat_policy.data.experts import expert_option
 
-    if options.trust_pickle and not options.expert.endswith(".zip"):
-        raise ValueError(f"--trust-pickle applies to an SB3 .zip expert only, not --expert {options.expert!r}.")
-    if ":" in options.expert and not Path(options.expert).exists():
+    if ":" in options.expert and not Path(options.expert).exists() and not options.trust_pickle:
         return import_object(options.expert, "--expert")
-    if options.trust_pickle:
-        return make_expert(options.expert, task, trust_pickle=True)
-    return options.expert
+    return expert_option(options.expert, task, options.trust_pickle)
 
 
 def _train(options: FinetuneOptions, task: str, data: Path) -> Path:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jat_policy.checkpoint import read_json_object
 from jat_policy.score_reference import ScoreReference
 
 __all__ = ["TRAINING_DATA_NAME", "describe_training_data", "read_training_references", "write_training_data"]
@@ -107,11 +108,8 @@ def read_training_references(model_dir: str | os.PathLike) -> dict[str, ScoreRef
     path = Path(model_dir) / TRAINING_DATA_NAME
     if not path.is_file():
         return {}
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): the checkpoint is corrupt.") from err
-    if not isinstance(record, dict) or record.get("format") != _FORMAT:
+    record = read_json_object(path, "the checkpoint is corrupt", "; it was not written by jat_policy's trainer")
+    if record.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a {_FORMAT!r} record; it was not written by jat_policy's trainer.")
     found = {task: _reference(entry) for task, entry in (record.get("datasets") or {}).items()}
     return {task: ref for task, ref in found.items() if ref is not None}

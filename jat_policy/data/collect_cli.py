@@ -8,7 +8,7 @@ from dataclasses import field
 from typing import Any
 
 from jat_policy.data.collect import CollectResult, collect
-from jat_policy.data.experts import make_expert
+from jat_policy.data.experts import expert_option
 
 
 @dataclasses.dataclass
@@ -65,12 +65,8 @@ def cli_main(argv: list[str]) -> int:
 
 
 def _expert_from_options(options: CollectOptions) -> Any:
-    """``--expert`` as given, or, with ``--trust-pickle``, the SB3 expert allowed to unpickle its zip."""
-    if not options.trust_pickle:
-        return options.expert
-    if not options.expert.endswith(".zip"):
-        raise ValueError(f"--trust-pickle applies to an SB3 .zip expert only, not --expert {options.expert!r}.")
-    return make_expert(options.expert, options.task, trust_pickle=True)  # the CLI's only way to unpickle
+    """``--expert`` with ``--trust-pickle`` applied (:func:`~jat_policy.data.experts.expert_option`)."""
+    return expert_option(options.expert, options.task, options.trust_pickle)
 
 
 def _collect_from_options(options: CollectOptions) -> CollectResult:

@@ -286,3 +286,17 @@ def _ram_experts() -> dict[str, Any]:
     from jat_policy.data.atari_experts import RAM_EXPERTS
 
     return RAM_EXPERTS
+
+
+def expert_option(expert: str, task: str, trust_pickle: bool = False) -> Any:
+    """``--expert`` as the command lines (collect, finetune) take it, with ``--trust-pickle`` applied.
+
+    Without ``trust_pickle`` the name or path is returned as given (``collect`` resolves it with
+    :func:`make_expert`); with it, the SB3 expert allowed to unpickle its zip, the CLIs' only way to unpickle,
+    refused for anything but a ``.zip``.
+    """
+    if not trust_pickle:
+        return expert
+    if not expert.endswith(".zip"):
+        raise ValueError(f"--trust-pickle applies to an SB3 .zip expert only, not --expert {expert!r}.")
+    return make_expert(expert, task, trust_pickle=True)
