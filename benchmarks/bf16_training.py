@@ -6,6 +6,8 @@ twice at once, one process per precision on one thread each, so both see the sam
 collected once beforehand. The report gives each run's optimizer steps per second, the bf16 / fp32 ratio, and each
 task's expert-normalised score +- 95% CI.
 
+It takes the learning benchmark's options (``benchmarks/learning.py --help``); its defaults are ``DEFAULTS`` below.
+
 Usage::
 
     python benchmarks/bf16_training.py                     # 20 minutes per run (both at once), ~30 min in all
@@ -19,14 +21,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from learning import PENDULUM_EXPERT, machine  # benchmarks/ is on sys.path when a script here runs
+from learning import Args, collect_data, machine  # benchmarks/ is on sys.path when a script here runs
 
-from jat_policy.data.sb3_experts import SB3Expert
-from jat_policy.quickstart import collect_tasks
 from jat_policy.trainers.bc import cpu_supports_bf16
 from jat_policy.utils.cli_args import parse_args
 
@@ -34,49 +34,28 @@ HERE = Path(__file__).resolve().parent
 MODES = {"bf16": "yes", "fp32": "no"}
 
 
-@dataclass
-class Args:
-    """Options of the bf16-vs-fp32 training benchmark."""
-
-    tasks: list[str] = field(
-        default_factory=lambda: ["babyai-go-to-red-ball", "metaworld-reach"],
-        metadata={"help": "Tasks of the one multi-task model each run trains."},
-    )
-    episodes: int = field(default=20_000, metadata={"help": "Bot episodes per BabyAI task."})
-    metaworld_episodes: int = field(default=1000, metadata={"help": "Scripted episodes per Meta-World task."})
-    mujoco_episodes: int = field(default=100, metadata={"help": "Expert episodes per MuJoCo task."})
-    budget_minutes: float = field(default=20.0, metadata={"help": "Training wall-clock budget of each run."})
-    eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task."})
-    seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
-    scratch: str = field(default="runs/bf16", metadata={"help": "Data and checkpoints (not committed)."})
-    results: str = field(default=str(HERE / "results"), metadata={"help": "Where bf16_training.{json,png} go."})
+# The learning benchmark's options this comparison runs with unless the command line says otherwise: one multi-task
+# model on a BabyAI and a Meta-World task, 20 minutes, one thread each (both runs share the 2 cores).
+DEFAULTS = [
+    "--configs", "multi",
+    "--multi-tasks", "babyai-go-to-red-ball,metaworld-reach",
+    "--episodes", "20000",
+    "--metaworld-episodes", "1000",
+    "--mujoco-episodes", "100",
+    "--budget-minutes", "20",
+    "--threads", "1",
+    "--scratch", "runs/bf16",
+    "--results", str(HERE / "results"),
+]  # fmt: skip
 
 
-def collect(args: Args) -> Path:
-    """The datasets both runs train on, collected once."""
-    data = Path(args.scratch) / "data"
-    experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in args.tasks if t == "mujoco-pendulum"}
-    for task in args.tasks:
-        domain = task.split("-", 1)[0]
-        episodes = {"metaworld": args.metaworld_episodes, "mujoco": args.mujoco_episodes}.get(domain, args.episodes)
-        collect_tasks([task], data, episodes, seed=args.seed, workers=2, experts=experts)
-    return data
-
-
-def learning_command(args: Args, data: Path, name: str) -> list[str]:
-    """The learning benchmark's command line for one precision."""
+def learning_command(argv: list[str], args: Args, data: Path, name: str) -> list[str]:
+    """The learning benchmark's command line for one precision: the options given, then this run's own."""
     return [
         sys.executable,
         str(HERE / "learning.py"),
-        "--configs", "multi",
-        "--multi-tasks", ",".join(args.tasks),
-        "--episodes", str(args.episodes),
-        "--metaworld-episodes", str(args.metaworld_episodes),
-        "--mujoco-episodes", str(args.mujoco_episodes),
-        "--budget-minutes", str(args.budget_minutes),
-        "--eval-episodes", str(args.eval_episodes),
-        "--seed", str(args.seed),
-        "--threads", "1",
+        *DEFAULTS,
+        *argv,
         "--bf16", MODES[name],
         "--data", str(data),
         "--scratch", str(Path(args.scratch) / name),
@@ -131,9 +110,16 @@ def plot(summary: dict, title: str, path: Path) -> None:
 
 def main() -> None:
     """Collects once, runs both precisions at once, writes the side-by-side report."""
-    args = parse_args(Args, None, prog="benchmarks/bf16_training.py", description=__doc__)
-    data = collect(args)
-    procs = {name: subprocess.Popen(learning_command(args, data, name)) for name in MODES}
+    argv = sys.argv[1:]
+    prog = "benchmarks/bf16_training.py"
+    doc = f"{__doc__}\nThis script's defaults, which replace those listed below: {' '.join(DEFAULTS)}"
+    args = parse_args(Args, DEFAULTS + argv, prog=prog, description=doc)
+    if args.data or args.configs != ["multi"]:
+        print(f"{prog}: error: --data and --configs are this script's to set (see {prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+    data = Path(args.scratch) / "data"
+    collect_data(args, args.multi_tasks, data)  # once, before both runs
+    procs = {name: subprocess.Popen(learning_command(argv, args, data, name)) for name in MODES}
     codes = {name: proc.wait() for name, proc in procs.items()}
     if any(codes.values()):
         raise SystemExit(f"a learning run failed: exit codes {codes}")

@@ -208,12 +208,8 @@ def single_budgets(tasks: list[str], minutes: list[str] | None, total_minutes: f
     return {task: given.get(task, left / max(len(rest), 1)) for task in tasks}
 
 
-def run_config(
-    args: Args, name: str, tasks: list[str], budget_s: float, sample_weights: list[str] | None = None
-) -> dict:
-    """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
-    scratch = Path(args.scratch)
-    data_dir = Path(args.data) if args.data else scratch / "data"
+def collect_data(args: Args, tasks: list[str], data_dir: Path) -> None:
+    """Collects each task's expert episodes into ``data_dir`` (a dataset already there is reused)."""
     # Stochastic expert actions, as the JAT MuJoCo data: a deterministic PPO expert keeps the pole so close to
     # upright (action std 0.01) that the demonstrations never show how to recover, and cloning fails.
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
@@ -225,26 +221,52 @@ def run_config(
             "atari": args.atari_episodes,  # the RAM experts (make_expert's Atari default)
         }.get(domain, args.episodes)
         collect_tasks([task], data_dir, episodes, seed=args.seed, workers=args.workers, experts=experts)
-    max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
-    options = TrainOptions(
+
+
+def train_options(
+    args: Args, tasks: list[str], data_dir: Path | str, output_dir: Path | str, **overrides
+) -> TrainOptions:
+    """The trainer's options of a learning run (the one place the benchmarks spell them).
+
+    The LR is held after warm-up (``constant_with_warmup``) for :class:`TimeBudget` to anneal; ``overrides`` are
+    further :class:`TrainOptions` fields (``max_steps``, ``sample_weights``, ...), and they win over ``args``.
+    """
+    base = dict(
         tasks=tasks,
         data=str(data_dir),
         model=args.preset,
-        output_dir=str(scratch / "runs" / name),
-        max_steps=max_steps,
+        output_dir=str(output_dir),
         per_device_batch_size=args.batch_size,
         window=args.window,
         atari_window=args.atari_window,
         observation_loss_coef=args.observation_loss_coef,
         seed=args.seed,
-        save_steps=max(max_steps // 4, 1),
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,
         learning_rate=args.learning_rate,
-        sample_weights=sample_weights,
         num_threads=args.threads,
         bf16=args.bf16,
         device=args.device,
+    )
+    return TrainOptions(**(base | overrides))
+
+
+def run_config(
+    args: Args, name: str, tasks: list[str], budget_s: float, sample_weights: list[str] | None = None
+) -> dict:
+    """Collects, trains one model on ``tasks`` within ``budget_s`` and evaluates every task."""
+    scratch = Path(args.scratch)
+    data_dir = Path(args.data) if args.data else scratch / "data"
+    collect_data(args, tasks, data_dir)
+    max_steps = max(int(args.steps_per_minute * budget_s / 60), 10)
+    options = train_options(
+        args,
+        tasks,
+        data_dir,
+        scratch / "runs" / name,
+        max_steps=max_steps,
+        save_steps=max(max_steps // 4, 1),
+        sample_weights=sample_weights,
     )
     start = time.perf_counter()
     budget = TimeBudget(budget_s)

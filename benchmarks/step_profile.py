@@ -36,12 +36,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-from learning import machine  # benchmarks/ is on sys.path when a script here runs
+from learning import Args as LearningArgs  # benchmarks/ is on sys.path when a script here runs
+from learning import machine, train_options
 from transformers import TrainerCallback
 
 from jat_policy.losses import compute_ce_loss
@@ -207,24 +208,24 @@ class StepClock(TrainerCallback):
         self.last = now
 
 
+def learning_args(args: Args) -> LearningArgs:
+    """The learning benchmark's options with this profile's values for the fields both have (preset, batch size,
+    window, LR, seed, threads, data): the trainer is then run exactly as ``benchmarks/learning.py`` runs it."""
+    shared = {f.name for f in fields(LearningArgs)} & {f.name for f in fields(Args)}
+    return LearningArgs(**{name: getattr(args, name) for name in shared})
+
+
 def trainer_rate(args: Args, mode: str) -> dict:
     """Steps/s of ``train()`` itself (Trainer loop, logging, callbacks) with the learning benchmark's options."""
     clock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
-        options = TrainOptions(
-            tasks=[args.task],
-            data=args.data,
-            model=args.preset,
-            output_dir=tmp,
+        options = train_options(
+            learning_args(args),
+            [args.task],
+            args.data,
+            tmp,
             max_steps=args.trainer_steps,
-            per_device_batch_size=args.batch_size,
-            window=args.window,
-            seed=args.seed,
             save_steps=10**9,
-            lr_scheduler="constant_with_warmup",
-            warmup=100,
-            learning_rate=args.learning_rate,
-            num_threads=args.threads,
             bf16="yes" if mode == "bf16" else "no",
             max_episodes=args.max_episodes,
             report_to="none",

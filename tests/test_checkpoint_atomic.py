@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,23 +134,35 @@ def _copies_of(source: Path, tmp_path: Path):
     return prepare
 
 
-def _policy_state(directory: Path, old: JatPolicy, new: JatPolicy) -> str:
-    """'old' / 'new' when the directory loads as one of them as a whole, 'refused' when refused clearly."""
+def _loaded_as(directory: Path, load: Callable[[Path], Any], candidates: dict[str, Any], matches) -> str:
+    """The name of the candidate ``load(directory)`` gives as a whole, or 'refused' when it is refused clearly.
+
+    ``matches(loaded, candidate, name)`` says whether ``loaded`` is that candidate, asserting that all the rest of
+    it is too (a mix of old and new files fails the test).
+    """
     try:
-        loaded = JatPolicy.load(directory)
+        loaded = load(directory)
     except ValueError as err:
         assert REFUSED in str(err), err
         return "refused"
-    for name, policy in (("old", old), ("new", new)):
-        if _same_weights(loaded.model, policy.model):
-            spaces_match = (loaded.observation_space, loaded.action_space) == (
-                policy.observation_space,
-                policy.action_space,
-            )
-            assert spaces_match and loaded.context_window == policy.context_window, f"{name} weights, other spaces"
-            assert (loaded.processor is None) == (policy.processor is None), f"{name} weights, other processor"
+    for name, candidate in candidates.items():
+        if matches(loaded, candidate, name):
             return name
-    raise AssertionError("the weights are neither the old ones nor the new ones")
+    raise AssertionError("the directory loads as neither the old save nor the new one")
+
+
+def _same_policy(loaded: JatPolicy, policy: JatPolicy, name: str) -> bool:
+    if not _same_weights(loaded.model, policy.model):
+        return False
+    spaces = (loaded.observation_space, loaded.action_space) == (policy.observation_space, policy.action_space)
+    assert spaces and loaded.context_window == policy.context_window, f"{name} weights, other spaces"
+    assert (loaded.processor is None) == (policy.processor is None), f"{name} weights, other processor"
+    return True
+
+
+def _policy_state(directory: Path, old: JatPolicy, new: JatPolicy) -> str:
+    """'old' / 'new' when the directory loads as one of them as a whole, 'refused' when refused clearly."""
+    return _loaded_as(directory, JatPolicy.load, {"old": old, "new": new}, _same_policy)
 
 
 def test_policy_save_killed_at_every_file_operation(monkeypatch, tmp_path, old_and_new):
@@ -208,17 +221,14 @@ def test_model_save_pretrained_killed_at_every_file_operation(monkeypatch, tmp_p
     old_model.save_pretrained(old_dir)
     prepare = _copies_of(old_dir, tmp_path)
 
+    def same_model(loaded: JatModel, model: JatModel, name: str) -> bool:
+        if loaded.config.hidden_size != model.config.hidden_size:
+            return False
+        assert _same_weights(loaded, model), f"{name} config.json with other weights"
+        return True
+
     def state(directory: Path) -> str:
-        try:
-            loaded = JatModel.from_pretrained(directory)
-        except ValueError as err:
-            assert REFUSED in str(err), err
-            return "refused"
-        for name, model in (("old", old_model), ("new", new_model)):
-            if loaded.config.hidden_size == model.config.hidden_size:
-                assert _same_weights(loaded, model), f"{name} config.json with other weights"
-                return name
-        raise AssertionError("neither config")
+        return _loaded_as(directory, JatModel.from_pretrained, {"old": old_model, "new": new_model}, same_model)
 
     outcomes = _every_kill(monkeypatch, prepare, new_model.save_pretrained, state)
     assert "old" in outcomes and "refused" in outcomes

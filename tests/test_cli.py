@@ -117,6 +117,28 @@ def test_only_checked_errors_count_as_usage_mistakes():
     assert is_usage_mistake(info.value)
 
 
+def test_the_verdict_does_not_read_the_source_file(monkeypatch):
+    # the raising frame's bytecode decides: an edited (here: blanked) source file changes nothing
+    import linecache
+
+    from jat_policy.tasks import get_task
+
+    with pytest.raises(KeyError) as info:
+        get_task("atari-pongg")
+    monkeypatch.setattr(linecache, "getline", lambda *args, **kwargs: "")
+    monkeypatch.setattr(linecache, "getlines", lambda *args, **kwargs: [])
+    assert is_usage_mistake(info.value)
+
+
+def test_an_error_from_a_call_in_our_code_is_a_crash():
+    # a ValueError that float() raises inside jat_policy is not a message of ours
+    from jat_policy.tasks import _float
+
+    with pytest.raises(ValueError, match="could not convert") as info:
+        _float("n/a")
+    assert not is_usage_mistake(info.value)
+
+
 # ------------------------------------------------------------------------------------------------
 # Help text
 # ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from jat_policy.data.schema import HUB_MUJOCO_SIZES
 from jat_policy.wrappers import make_env
 from jat_policy.wrappers.mujoco import with_version
 from tests.conftest import assert_continuous_rollout
@@ -16,20 +17,13 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*(different from the unwrapped|infinity|symmetric and normalized|is out of date)"
 )
 
-V4_SIZES = {  # (obs, act) of the envs JAT was trained on (facts §4.2)
-    "mujoco-ant": (27, 8),
-    "mujoco-doublependulum": (11, 1),
-    "mujoco-hopper": (11, 3),
-    "mujoco-pendulum": (4, 1),
-    "mujoco-pusher": (23, 7),
-    "mujoco-reacher": (11, 2),
-    "mujoco-humanoid": (376, 17),
-}
+# Envs JAT was trained on (gymnasium v4, facts §4.2); their (obs, act) sizes must be the Hub data's
+V4_TASKS = ["ant", "doublependulum", "hopper", "pendulum", "pusher", "reacher", "humanoid"]
 
 
-@pytest.mark.parametrize("task", list(V4_SIZES))
+@pytest.mark.parametrize("task", [f"mujoco-{name}" for name in V4_TASKS])
 def test_sizes_dtypes_rollout(task):
-    n_obs, n_act = V4_SIZES[task]
+    n_obs, n_act = HUB_MUJOCO_SIZES[task]
     env = make_env(task)
     assert env.observation_space == gym.spaces.Dict(
         {"continuous_observation": gym.spaces.Box(-np.inf, np.inf, (n_obs + 1,), np.float32)}

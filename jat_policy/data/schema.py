@@ -46,7 +46,7 @@ _COLUMN_FEATURES: dict[str, Any] = {
     REWARD_COLUMN: List(Value("float32")),
 }
 # (observation size, action size) of the Hub's MuJoCo data: gymnasium v4 envs (Pusher: v5, same sizes)
-_HUB_MUJOCO_SIZES: dict[str, tuple[int, int]] = {
+HUB_MUJOCO_SIZES: dict[str, tuple[int, int]] = {
     "mujoco-ant": (27, 8),
     "mujoco-doublependulum": (11, 1),
     "mujoco-halfcheetah": (17, 6),
@@ -206,8 +206,8 @@ def schema_for_task(task: str) -> EpisodeSchema | None:
     schema = DOMAIN_SCHEMAS[domain]
     if domain == "atari" and (n := _atari_num_actions(task)) is not None:
         schema = dataclasses.replace(schema, num_actions=n, source="the game's minimal action set (ALE v5)")
-    if domain == "mujoco" and task in _HUB_MUJOCO_SIZES:
-        obs_size, act_size = _HUB_MUJOCO_SIZES[task]
+    if domain == "mujoco" and task in HUB_MUJOCO_SIZES:
+        obs_size, act_size = HUB_MUJOCO_SIZES[task]
         schema = dataclasses.replace(schema, observation_size=obs_size, action_size=act_size, source="Hub MuJoCo v4")
     return schema
 

@@ -13,7 +13,7 @@ Anything else (an ``IndexError`` deep in a library, a ``KeyError`` from a dict l
 
 from __future__ import annotations
 
-import linecache
+import dis
 import os
 import sys
 from collections.abc import Callable
@@ -40,16 +40,21 @@ def _innermost(tb: TracebackType | None) -> TracebackType | None:
 
 
 def _raised_by_us(error: BaseException) -> bool:
-    """True when the innermost frame is jat_policy code and its line is a ``raise`` statement (a checked error)."""
+    """True when the innermost frame is jat_policy code stopped at a ``raise`` statement (a checked error).
+
+    The frame's own bytecode decides (the instruction it stopped at is ``RAISE_VARARGS``), not the source file: a
+    file edited while a command runs cannot change the verdict. An error from a call in our code (``int(x)``, a dict
+    look-up) stops at a call or subscript instead, and stays a crash.
+    """
     tb = _innermost(error.__traceback__)
     if tb is None:
         return False
-    filename = tb.tb_frame.f_code.co_filename
+    code = tb.tb_frame.f_code
     try:
-        ours = Path(filename).resolve().is_relative_to(_PACKAGE_DIR)
+        ours = Path(code.co_filename).resolve().is_relative_to(_PACKAGE_DIR)
     except (OSError, ValueError):
         return False
-    return ours and linecache.getline(filename, tb.tb_lineno).lstrip().startswith("raise")
+    return ours and any(i.offset == tb.tb_lasti and i.opname == "RAISE_VARARGS" for i in dis.get_instructions(code))
 
 
 def is_usage_mistake(error: BaseException) -> bool:
