@@ -374,7 +374,7 @@ def plot(results: dict, path: Path) -> None:
     errs = [1.96 * (r.get("expert_normalized_se") or 0.0) for _, _, r in rows]  # 95% CI of the mean
     paper = [r["paper_jat_normalized"] if r["paper_jat_normalized"] is not None else np.nan for _, _, r in rows]
     preset = next(iter(results.values()))["options"]["preset"]
-    ax.bar(x - 0.2, ours, 0.4, yerr=errs, label=f"ours ({preset}, this CPU)", capsize=3)
+    ax.bar(x - 0.2, ours, 0.4, yerr=errs, label=f"ours ({preset}; machines in learning.json)", capsize=3)
     ax.bar(x + 0.2, paper, 0.4, label="paper JAT (jat-small)", alpha=0.7)
     labels = [f"{cfg.split(':')[0]}\n{task.split('-', 1)[1]}" for cfg, task, _ in rows]  # "single:<task>" -> single
     ax.set_xticks(x, labels, rotation=30, ha="right")
