@@ -23,33 +23,34 @@ Usage:
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
     python benchmarks/learning.py --configs multi --device cuda --preset jat-small   # a GPU: bf16 by default
 
-What benchmarks/results/learning.json holds (2-core box, each configuration in its own process on one thread,
-60 minutes each, 100,000 bot episodes per BabyAI task; separate --scratch folders, since two processes must not
-collect into one dataset folder at once):
-    # single, side by side with a multi run (10:1:1, since replaced by the one below)
+What benchmarks/results/learning.json holds (2-core box, each model in its own process on one thread, within 60
+minutes; each entry records its machine; separate --scratch folders, since two processes must not collect into one
+dataset folder at once):
+    # single GoToRedBall and GoToRedBallGrey (an AVX2-only CPU, side by side with a multi run; the same run's
+    # 25-minute GoToLocal, 0.773, was replaced by the hour below)
     python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 60 --episodes 100000 \
         --single-minutes babyai-go-to-red-ball=20,babyai-go-to-red-ball-grey=15,babyai-go-to-local=25 \
         --scratch runs/learning/single &
-    # multi, side by side with a 60-minute GoToLocal-only run (and, for 13 of its minutes, the test suite)
-    python benchmarks/learning.py --configs multi --threads 1 --merge --budget-minutes 60 --episodes 100000 \
-        --multi-sample-weights babyai-go-to-red-ball=20 --scratch runs/learning/multi
-What benchmarks/results/multi4/ holds (the four-domain checkpoint within the hour on one thread, collection and
-evaluation included: 54 minutes wall, of which 8.6 collect, 31 train and 13 evaluate; an Atari step on 64x4 frames
-costs ~3 s here, hence 4-step Atari windows, one Atari batch in 9 and no observation loss):
-    OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 1 --budget-minutes 31 \
+    # single GoToLocal, the hour on one core of an AVX-512/AMX box (beside the multi run below): 40,101 steps, 0.829
+    python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
+        --budget-minutes 60 --episodes 100000 --scratch runs/learning/local3 \
+        --results benchmarks/results/go-to-local-alone-amx
+    # multi, four domains (benchmarks/results/multi4/): bf16 autocast (an Atari step on 64x4 frames is 2.0x faster
+    # than fp32 on this AMX CPU), 4-step Atari windows, no observation loss, tasks drawn 20:2:1:1. Collection 8.6 min
+    # (reused from the same command's earlier run), training 37 min, evaluation 18 min (30 whole Breakout games).
+    OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 1 --budget-minutes 37 \
         --episodes 20000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
-        --atari-eval-episodes 30 --observation-loss-coef 0 \
-        --multi-sample-weights babyai-go-to-red-ball=6,atari-breakout=1 \
-        --scratch /work/main/runs/learning/multi4 --results benchmarks/results/multi4
-What benchmarks/results/go-to-local-alone/ holds (GoToLocal given a whole hour alone on one thread, beside the multi
-run, on an AVX2-only CPU: 36,343 steps, 0.903 +- 0.029):
+        --atari-eval-episodes 30 --observation-loss-coef 0 --bf16 yes \
+        --multi-sample-weights babyai-go-to-red-ball=20,metaworld-reach=2,mujoco-pendulum=1,atari-breakout=1 \
+        --scratch runs/learning/multi4 --results benchmarks/results/multi4
+The two runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
+Earlier runs kept beside it:
+    # go-to-local-alone/: the 11-21 code, an AVX2-only CPU, the hour alone on one thread: 36,343 steps, 0.903
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
         --budget-minutes 60 --episodes 100000 --scratch runs/learning/local \
         --results benchmarks/results/go-to-local-alone
-What benchmarks/results/go-to-local-shared-amx/ holds (the same hour with the slot encoder's pair-table arithmetic,
-1.23x the steps per CPU second, benchmarks/step_profile.py; on an AVX-512/AMX CPU shared with 3-5 other jobs: the
-process got 41 of its 60 minutes of CPU, 29,424 steps, 0.831 +- 0.038; the data were collected beforehand with
-the same episodes and seed, which the script then reuses):
+    # go-to-local-shared-amx/: today's code on the AMX box shared with 3-5 other jobs (41 of its 60 minutes of
+    # CPU): 29,424 steps, 0.831
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
         --budget-minutes 60 --episodes 100000 --scratch runs/learning/local2 \
         --results benchmarks/results/go-to-local-shared-amx
