@@ -134,6 +134,22 @@ def test_learning_benchmark_tiny_budget_writes_merged_report(tmp_path):
 
 
 @pytest.mark.benchmark
+def test_bf16_training_forwards_learning_options_to_both_runs(tmp_path):
+    cmd = [sys.executable, "benchmarks/bf16_training.py", "--multi-tasks", "babyai-go-to-red-ball"]
+    cmd += ["--episodes", "30", "--budget-minutes", "0.05", "--steps-per-minute", "200", "--eval-episodes", "50"]
+    cmd += ["--scratch", str(tmp_path / "scratch"), "--results", str(tmp_path / "res")]
+    subprocess.run(cmd, cwd=ROOT, check=True, timeout=900)
+    report = json.loads((tmp_path / "res" / "bf16_training.json").read_text())
+    assert set(report["summary"]["steps_per_second"]) == {"bf16", "fp32"}
+    assert set(report["summary"]["tasks"]) == {"babyai-go-to-red-ball"}  # the option reached both runs
+    for name, flag in (("bf16", True), ("fp32", False)):
+        run = json.loads((tmp_path / "res" / "bf16_training" / name / "learning.json").read_text())
+        assert run["results"]["multi"]["bf16"] is flag
+        assert run["options"]["eval_episodes"] == 50 and run["options"]["data"] == str(tmp_path / "scratch" / "data")
+    assert (tmp_path / "res" / "bf16_training.png").stat().st_size > 0
+
+
+@pytest.mark.benchmark
 def test_step_profile_writes_every_section_for_every_mode(tmp_path):
     from jat_policy.quickstart import collect_tasks
 
