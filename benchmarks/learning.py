@@ -35,8 +35,8 @@ dataset folder at once):
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
         --budget-minutes 60 --episodes 100000 --scratch runs/learning/local3 \
         --results benchmarks/results/go-to-local-alone-amx
-    # multi, four domains (benchmarks/results/multi4/): bf16 autocast (an Atari step on 64x4 frames is 2.0x faster
-    # than fp32 on this AMX CPU), 4-step Atari windows, no observation loss, tasks drawn 20:2:1:1. Collection 8.6 min
+    # multi, four domains (benchmarks/results/multi4/): bf16 autocast (an Atari step on 64x4 frames is 2.3x faster
+    # than fp32 on this AMX CPU, benchmarks/atari_step.py), 4-step Atari windows, no observation loss, tasks drawn 20:2:1:1. Collection 8.6 min
     # (reused from the same command's earlier run), training 37 min, evaluation 18 min (30 whole Breakout games).
     OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 1 --budget-minutes 37 \
         --episodes 20000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \

@@ -150,6 +150,17 @@ def test_bf16_training_forwards_learning_options_to_both_runs(tmp_path):
 
 
 @pytest.mark.benchmark
+def test_atari_step_times_both_precisions_with_and_without_the_observation_loss(tmp_path):
+    cmd = [sys.executable, "benchmarks/atari_step.py", "--iters", "1", "--warmup", "0", "--batch-size", "2"]
+    subprocess.run([*cmd, "--out", str(tmp_path)], cwd=ROOT, check=True, timeout=600)
+    report = json.loads((tmp_path / "atari_step.json").read_text())
+    assert [row["observation_loss_coef"] for row in report["results"]] == [0.005, 0.0]
+    for row in report["results"]:
+        assert set(row["median_step_s"]) == {"fp32", "bf16"} and min(row["median_step_s"].values()) > 0
+    assert "cpu_flags" in report["machine"] and (tmp_path / "atari_step.png").stat().st_size > 0
+
+
+@pytest.mark.benchmark
 def test_step_profile_writes_every_section_for_every_mode(tmp_path):
     from jat_policy.quickstart import collect_tasks
 
