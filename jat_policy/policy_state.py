@@ -121,13 +121,14 @@ def context_start(t: int, context_window: int) -> int:
         >>> [context_start(t, 4) for t in range(9)]
         [0, 0, 0, 0, 2, 2, 4, 4, 6]
     """
-    half = context_window // 2
-    return 0 if t < context_window else (t // half - 1) * half
+    return int(context_starts(np.asarray([t]), context_window)[0])
 
 
 def context_starts(steps: np.ndarray, context_window: int) -> np.ndarray:
-    """:func:`context_start` of each env's ``(N,)`` timesteps."""
-    return np.array([context_start(int(t), context_window) for t in steps], dtype=np.int64)
+    """:func:`context_start` of each env's ``(N,)`` timesteps, as ``(N,)`` int64 (the rule is written here once)."""
+    half = context_window // 2
+    steps = np.asarray(steps, dtype=np.int64)
+    return np.where(steps < context_window, 0, (steps // half - 1) * half).astype(np.int64)
 
 
 # Config fields that shape the KV cache or the meaning of its tokens: a state is tied to these, not to metadata

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from jat_policy.backbone import JatTransformer, build_attention_bias
 from jat_policy.cache import WindowBuffers
+from jat_policy.policy_state import context_starts
 
 __all__ = ["GraphedStep", "StepPlan", "plan_step", "step_forward"]
 
@@ -74,9 +75,9 @@ def plan_step(
     """
     n, half, capacity = len(steps), window // 2, 2 * window
     fresh = steps == 0
-    roll = ~fresh & (steps == starts + window)  # the window is full: the secondary becomes it
+    new_starts = context_starts(steps, window)  # s(t) by the one window rule (0 for a new episode)
+    roll = ~fresh & (new_starts != starts)  # the window is full and s(t) moved on: the secondary becomes it
     new_primary = np.where(fresh, 0, np.where(roll, 1 - primary, primary))
-    new_starts = np.where(fresh, 0, np.where(roll, starts + half, starts))
     env = np.arange(n)
     action = np.empty(2 * n, dtype=np.int64)
     action[new_primary * n + env] = np.where(fresh, START, APPEND)
