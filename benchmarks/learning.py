@@ -74,6 +74,7 @@ from transformers import TrainerCallback
 
 from jat_policy.data.sb3_experts import SB3Expert
 from jat_policy.evaluation import evaluate, jat_policy_factory
+from jat_policy.evaluation.scores import normalize_score
 from jat_policy.quickstart import collect_tasks
 from jat_policy.tasks import get_task
 from jat_policy.trainers.bc import TrainOptions, parse_task_values, resolve_bf16, train
@@ -347,17 +348,12 @@ def atari_scores(task: str, res) -> dict:
     """
     spec = get_task(task)
     returns = np.asarray(res.returns, dtype=np.float64)
-    paper_ref = (returns.mean() - spec.random_score) / (spec.expert_score - spec.random_score)
-    human = (
-        None
-        if spec.human_score is None
-        else (returns.mean() - spec.random_score) / (spec.human_score - spec.random_score)
-    )
+    human = None if spec.human_score is None else normalize_score(returns.mean(), spec.random_score, spec.human_score)
     return {
         "raw_mean": float(returns.mean()),
         "raw_ci95": float(1.96 * returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else None,
-        "paper_expert_normalized": float(paper_ref),
-        "human_normalized": None if human is None else float(human),
+        "paper_expert_normalized": normalize_score(returns.mean(), spec.random_score, spec.expert_score),
+        "human_normalized": human,
         "paper_reference": {"random": spec.random_score, "expert": spec.expert_score, "human": spec.human_score},
         "paper_jat_raw": spec.paper_jat_score,
         "episode_definition": "whole games (all lives), unclipped rewards",
