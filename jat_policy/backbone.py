@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jat_policy.cache import KVCache, KVExtend
+from jat_policy.cache import KVCache, KVExtend, KVSpans
 from jat_policy.configuration import JatConfig
 
 __all__ = [
@@ -80,27 +80,42 @@ class GPTNeoSelfAttentionCore(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
 
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values."""
+    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values.
+
+        ``bias`` is ignored when ``past`` returns :class:`~jat_policy.cache.KVSpans` (each span has its own); the keys
+        and values returned are then the new tokens' only.
+        """
         q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
-        if past is not None:
-            k, v = past(k, v)  # (B, heads, S + T, hd)
+        kv = past(k, v) if past is not None else (k, v)
+        if isinstance(kv, KVSpans):  # rows reading different key columns (JatPolicy's step): one SDPA per span
+            parts = [
+                self._attend(q[span.rows], keys, values, span.bias)
+                for span, keys, values in zip(kv.spans, kv.keys, kv.values, strict=True)
+            ]
+            out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        else:
+            k, v = kv  # (B, heads, S + T, hd)
+            out = self._attend(q, k, v, bias)
+        b, _, t, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
+        return self.resid_dropout(self.out_proj(out)), k, v
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+        """GPT-Neo attention of ``q`` ``(B, heads, T, hd)`` over ``k``/``v`` ``(B, heads, S, hd)``."""
         dtype = v.dtype
         if k.dtype == torch.bfloat16 and not torch.is_autocast_enabled(k.device.type):
             # A bf16 KV cache (JatPolicy precision="bf16"): attend in bf16, whose fused kernels accumulate in fp32
             # anyway; upcasting copied the whole cache to fp32 on every step, 6x the attention itself (issue 15).
-            q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), x.dtype
+            q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), q.dtype
         else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
             q, k, v = q.float(), k.float(), v.float()
         # Autocast lists SDPA as a low-precision op and would cast the fp32 inputs back to bf16, so it is off here
         # (on CPUs the bf16 attention backward also ran ~7x slower than the fp32 one for jat-tiny's training shapes).
         with torch.autocast(q.device.type, enabled=False):
-            out = F.scaled_dot_product_attention(
+            return F.scaled_dot_product_attention(
                 q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0, scale=1.0
             ).to(dtype)
-        b, _, t, _ = out.shape
-        out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
-        return self.resid_dropout(self.out_proj(out)), k, v
 
 
 class GPTNeoAttention(nn.Module):
@@ -111,7 +126,7 @@ class GPTNeoAttention(nn.Module):
         self.attention_type = config.attention_layers[layer_id]
         self.attention = GPTNeoSelfAttentionCore(config)
 
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Applies the module (shapes in the class docstring)."""
         return self.attention(x, bias, past)
 
@@ -142,7 +157,7 @@ class GPTNeoBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mlp = GPTNeoMLP(config)
 
-    def forward(self, x: Tensor, bias: Tensor, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Applies the module (shapes in the class docstring)."""
         attn_out, k, v = self.attn(self.ln_1(x), bias, past)
         x = x + attn_out

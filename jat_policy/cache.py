@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["KVCache", "KVExtend", "WindowBuffers"]
+__all__ = ["KVCache", "KVExtend", "KVSpans", "RowSpan", "WindowBuffers"]
 
 
 @dataclass
@@ -62,8 +62,41 @@ class KVCache:
         return torch.cat((self.keys[layer], keys), dim=2), torch.cat((self.values[layer], values), dim=2)
 
 
-KVExtend = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-"""``(new keys, new values) -> (all keys, all values)`` of one layer: :meth:`KVCache.extend` bound to it."""
+@dataclass(frozen=True)
+class RowSpan:
+    """Consecutive rows ``rows`` of a batch that attend over key columns ``[start, stop)`` only.
+
+    Attributes:
+        rows: The rows, a ``slice`` of the batch.
+        start: First key column the rows attend over.
+        stop: One past the last.
+        bias: ``(rows, 1, T, stop - start)`` additive attention bias over those columns.
+    """
+
+    rows: slice
+    start: int
+    stop: int
+    bias: Tensor
+
+
+@dataclass(frozen=True)
+class KVSpans:
+    """What a layer attends over when rows of one batch read different key columns (see :class:`RowSpan`).
+
+    Attributes:
+        spans: The row spans, covering the batch's rows in order.
+        keys: ``(rows, heads, stop - start, hd)`` per span (views of the layer's buffers, no copy).
+        values: The same for the values.
+    """
+
+    spans: list[RowSpan]
+    keys: list[Tensor]
+    values: list[Tensor]
+
+
+KVExtend = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | KVSpans"]
+"""``(new keys, new values) -> (all keys, all values)`` of one layer (:meth:`KVCache.extend` bound to it), or the
+:class:`KVSpans` each group of rows attends over (:meth:`WindowBuffers.write_spans`)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,6 +160,16 @@ class WindowBuffers:
         self.keys[layer].transpose(1, 2)[rows, columns] = keys.transpose(1, 2).to(dtype)
         self.values[layer].transpose(1, 2)[rows, columns] = values.transpose(1, 2).to(dtype)
         return self.keys[layer][:, :, :used], self.values[layer][:, :, :used]
+
+    def write_spans(self, layer: int, columns: Tensor, spans: list[RowSpan], keys: Tensor, values: Tensor) -> KVSpans:
+        """:meth:`write`, then each span's rows and columns of the layer's keys and values (views, no copy)."""
+        self.write(layer, columns, 0, keys, values)
+        keys_, values_ = self.keys[layer], self.values[layer]
+        return KVSpans(
+            spans,
+            [keys_[s.rows, :, s.start : s.stop] for s in spans],
+            [values_[s.rows, :, s.start : s.stop] for s in spans],
+        )
 
     def clone(self) -> WindowBuffers:
         """An independent copy (no owner, no captured graphs)."""

@@ -437,8 +437,7 @@ class JatPolicy:
                 graph = buffers.graphs[inputs.shape] = GraphedStep(self.model.transformer, buffers, inputs)
             hidden = graph(inputs, columns, lengths)  # (2N, 2, H)
         else:
-            used = int(plan.lengths.max())  # attend over the filled columns only
-            hidden = step_forward(self.model.transformer, buffers, inputs, columns, lengths, used)  # (2N, 2, H)
+            hidden = step_forward(self.model.transformer, buffers, inputs, columns, lengths)  # (2N, 2, H)
         buffers.lengths = plan.lengths
         return hidden[torch.as_tensor(plan.primary_rows(), device=device), 1], new_state  # (N, H) at o_t
 

@@ -25,12 +25,16 @@ import torch
 from torch import Tensor
 
 from jat_policy.backbone import JatTransformer, build_attention_bias
-from jat_policy.cache import WindowBuffers
+from jat_policy.cache import RowSpan, WindowBuffers
 from jat_policy.policy_state import context_starts
 
-__all__ = ["GraphedStep", "StepPlan", "plan_step", "step_forward"]
+__all__ = ["GraphedStep", "StepPlan", "attention_spans", "plan_step", "step_forward"]
 
 IDLE, START, APPEND = 0, 1, 2  # what a context row does this step
+
+# One more attention call per layer costs about as much as reading this many key columns of one row (jat-small,
+# CPU): the price :func:`attention_spans` weighs a new group of rows against the padding it saves.
+SPAN_CALL_COLUMNS = 48
 
 
 @dataclass(frozen=True)
@@ -90,14 +94,63 @@ def plan_step(
     return StepPlan(columns, new_lengths, new_primary, new_starts)
 
 
+def attention_spans(lengths: np.ndarray, window: int | None) -> list[tuple[slice, int, int]]:
+    """Groups of consecutive rows, and the key columns ``[start, stop)`` each group attends over.
+
+    A step's keys sit in the rows' buffers; reading them is most of an attention layer's cost (issue 15). A row
+    needs columns ``[0, length)`` in a global layer, and in a local one only the last ``window`` positions before
+    its first new token. Rows of the two halves (each env's two contexts, :class:`StepPlan`) are never grouped: the
+    window and the next window differ in length by ``W`` columns. Within a half, a row joins the current group unless
+    the columns it would add to every member cost more than a new attention call (:data:`SPAN_CALL_COLUMNS`).
+    Idle rows (length 0) read nothing and join any group.
+
+    Args:
+        lengths: ``(R,)`` valid columns of each row after the step (``R`` even: rows ``[0, R/2)`` are slot 0).
+        window: The layer's local window in positions, or ``None`` for a global layer.
+
+    Returns:
+        ``(rows, start, stop)`` per group, covering the rows in order.
+    """
+    stops = lengths.astype(np.int64)
+    # The first new token sits at column length - 2 (length - 1 for a fresh row); a local layer reaches back
+    # ``window - 1`` positions from it.
+    starts = np.zeros_like(stops) if window is None else np.maximum(stops - 1 - window, 0)
+    groups: list[tuple[slice, int, int]] = []
+    half = len(stops) // 2
+    for first, last in ((0, half), (half, len(stops))):
+        begin, lo, hi = first, None, None
+        for row in range(first, last):
+            if stops[row] == 0:
+                continue
+            if lo is None:
+                lo, hi = int(starts[row]), int(stops[row])
+                continue
+            new_lo, new_hi = min(lo, int(starts[row])), max(hi, int(stops[row]))
+            members = row - begin
+            grown = (members + 1) * (new_hi - new_lo) - members * (hi - lo) - (stops[row] - starts[row])
+            if grown <= SPAN_CALL_COLUMNS:
+                lo, hi = new_lo, new_hi
+            else:
+                groups.append((slice(begin, row), lo, hi))
+                begin, lo, hi = row, int(starts[row]), int(stops[row])
+        if last > first:
+            groups.append((slice(begin, last), 0 if lo is None else lo, 1 if hi is None else hi))
+    return groups
+
+
 def step_forward(
-    transformer: JatTransformer, buffers: WindowBuffers, inputs: Tensor, columns: Tensor, lengths: Tensor, used: int
+    transformer: JatTransformer,
+    buffers: WindowBuffers,
+    inputs: Tensor,
+    columns: Tensor,
+    lengths: Tensor,
+    used: int | None = None,
 ) -> Tensor:
     """The transformer over new tokens whose keys/values are written into ``buffers`` in place.
 
-    Each layer writes the new keys/values at ``columns`` first, then attends over the first ``used`` columns, of
-    which those below the row's new length are valid; column = position, so causality and the local window follow
-    from the positions as in :meth:`JatTransformer.forward` (same masking arithmetic, hence the same numbers).
+    Each layer writes the new keys/values at ``columns`` first, then attends over the filled columns, those below
+    the row's new length being valid; column = position, so causality and the local window follow from the
+    positions as in :meth:`JatTransformer.forward` (same masking arithmetic, hence the same numbers).
 
     Args:
         transformer: The model's backbone.
@@ -105,24 +158,31 @@ def step_forward(
         inputs: ``(R, T, H)`` input embeddings.
         columns: ``(R, T)`` int64 column (= position) of each new token.
         lengths: ``(R,)`` int64 valid columns of each row after the step.
-        used: Columns to attend over (at least ``max(lengths)``; the capacity for static shapes).
+        used: Columns every row attends over (the capacity, for static shapes); by default each group of rows
+            reads only the columns it needs (:func:`attention_spans`).
 
     Returns:
         Final hidden states ``(R, T, H)``.
     """
     config = transformer.config
     rows = inputs.shape[0]
-    key_positions = torch.arange(used, device=inputs.device)  # (used,)
-    valid = key_positions[None, :] < lengths[:, None]  # (R, used)
-    key_positions = key_positions.expand(rows, used)
-    biases = {
-        kind: build_attention_bias(columns, key_positions, valid, config.window_size if kind == "local" else None)
-        for kind in set(config.attention_layers)
-    }
+    host = lengths.cpu().numpy() if used is None else None
+    spans: dict[str, list[RowSpan]] = {}
+    for kind in set(config.attention_layers):
+        window = config.window_size if kind == "local" else None
+        groups = [(slice(0, rows), 0, used)] if host is None else attention_spans(host, window)
+        spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], lengths[r], lo, hi, window)) for r, lo, hi in groups]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
     for i, block in enumerate(transformer.h):
-        x, _, _ = block(x, biases[block.attn.attention_type], partial(buffers.write, i, columns, used))
+        x, _, _ = block(x, None, partial(buffers.write_spans, i, columns, spans[block.attn.attention_type]))
     return transformer.ln_f(x)
+
+
+def _span_bias(columns: Tensor, lengths: Tensor, start: int, stop: int, window: int | None) -> Tensor:
+    """The bias ``(r, 1, T, stop - start)`` of rows with new tokens at ``columns`` over keys ``[start, stop)``."""
+    key_positions = torch.arange(start, stop, device=columns.device)  # (S,)
+    valid = key_positions[None, :] < lengths[:, None]  # (r, S)
+    return build_attention_bias(columns, key_positions.expand(len(columns), -1), valid, window)
 
 
 class GraphedStep:

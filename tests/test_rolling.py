@@ -10,7 +10,7 @@ from gymnasium import spaces
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
 from jat_policy.policy_state import context_start
-from jat_policy.rolling import plan_step, step_forward
+from jat_policy.rolling import SPAN_CALL_COLUMNS, attention_spans, plan_step, step_forward
 from tests.conftest import tiny_config
 
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -60,6 +60,56 @@ def test_attending_over_the_whole_capacity_changes_nothing():
         static = step_forward(model.transformer, copy, inputs, columns, lengths, copy.capacity)
     real = torch.as_tensor(plan.columns < 2 * 4 - 2)  # placeholder tokens (last columns) are discarded
     torch.testing.assert_close(static[real], trimmed[real], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("window", [None, 6])
+def test_attention_spans_cover_every_column_a_row_needs(window):
+    """Groups are consecutive rows within one half (an env's two contexts never share one); each row's group spans
+    its filled columns (a local layer's: from its window's start); rows of equal length share one group."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        lengths = rng.integers(0, 40, size=2 * n) * (rng.random(2 * n) < 0.9)  # some idle rows
+        groups = attention_spans(lengths, window)
+        assert [r.start for r, _, _ in groups][0] == 0 and groups[-1][0].stop == 2 * n
+        for (a, _, _), (b, _, _) in zip(groups, groups[1:], strict=False):
+            assert a.stop == b.start
+        for rows, start, stop in groups:
+            assert rows.stop <= n or rows.start >= n
+            assert 0 <= start < stop
+            for length in lengths[rows]:
+                if length:
+                    needed = 0 if window is None else max(length - 1 - window, 0)
+                    assert start <= needed and stop >= length
+    same = attention_spans(np.array([30, 30, 30, 9, 9, 9]), window)
+    assert [(r.start, r.stop) for r, _, _ in same] == [(0, 3), (3, 6)]
+    apart = attention_spans(np.array([300, 2, 1, 1]), None)  # joining would add ~300 columns to a row
+    assert len(apart) == 3 and 300 > SPAN_CALL_COLUMNS
+
+
+def test_reading_only_the_needed_columns_changes_nothing_out_of_sync():
+    """Envs reset at different times (rows of every length, local layers past their window): the spanned step
+    gives the numbers of attending over the whole capacity, step after step."""
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    window = 10
+    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=window)
+    rng = np.random.default_rng(0)
+    state = None
+    for t in range(40):
+        obs = {"continuous_observation": rng.normal(size=(5, 6)).astype(np.float32)}
+        _, state = policy.predict(obs, state, rng.random(5) < 0.08)
+        if t < 12:
+            continue
+        plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, window)
+        inputs = torch.randn(10, 2, model.config.hidden_size)
+        columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
+        copy = state.copy().buffers
+        with torch.no_grad():
+            spanned = step_forward(model.transformer, copy, inputs, columns, lengths)
+            static = step_forward(model.transformer, state.copy().buffers, inputs, columns, lengths, copy.capacity)
+        real = torch.as_tensor(plan.columns < 2 * window - 2)
+        torch.testing.assert_close(static[real], spanned[real], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
