@@ -51,6 +51,7 @@ from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start
 from jat_policy.precision import apply_precision
+from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
 # CPU features that decide low-precision speed (bf16 and int8 dot products, AMX tiles).
@@ -352,11 +353,19 @@ def weight_bytes(model: JatModel) -> int:
 
 
 def kv_read_bytes(policy: JatPolicy, state: JatPolicyState) -> int:
-    """Bytes of keys/values one step attends over: every row, the filled columns, every layer (keys and values)."""
+    """Bytes of keys/values the next step attends over: per layer, each group of rows over its span of columns
+    (:func:`jat_policy.rolling.attention_spans`, the very groups ``predict`` uses), keys and values."""
     buffers: WindowBuffers = state.buffers
-    rows, heads, _, head_dim = buffers.keys[0].shape
-    used = int(buffers.lengths.max()) + 2
-    return 2 * len(buffers.keys) * rows * heads * used * head_dim * buffers.keys[0].element_size()
+    config = policy.model.config
+    _, heads, _, head_dim = buffers.keys[0].shape
+    plan = plan_step(state.steps, state.context_starts, state.primary, buffers.lengths, state.context_window)
+    columns = 0
+    for kind in config.attention_layers:
+        window = config.window_size if kind == "local" else None
+        columns += sum(
+            (rows.stop - rows.start) * (stop - start) for rows, start, stop in attention_spans(plan.lengths, window)
+        )
+    return 2 * columns * heads * head_dim * buffers.keys[0].element_size()
 
 
 def floor_ms(policy: JatPolicy, state: JatPolicyState, bandwidth_gbs: float) -> dict:
