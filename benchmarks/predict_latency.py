@@ -1,7 +1,10 @@
 """Predict latency: JatPolicy at fp32 / bf16 / int8 vs (a) re-running the window vs (b) the reference's stepping.
 
-Model: jat-small (192.7M parameters, random init, CPU). Per configuration (threads x envs) we time, round robin in one
-process so that all share the same background load:
+Model: jat-small (192.7M parameters, random init, CPU). Per configuration (threads x envs) we time, in one process so
+that all share the same background load, segments of consecutive steps of each scheme in turn (``--schedule
+consecutive``, as a control loop calls its one policy: a step finds that policy's weights in the caches; this CPU's
+300 MB L3 holds int8's 85 MB of weights, not fp32's 340 MB), or one step of each scheme in turn (``interleaved``:
+every step starts with the other schemes' weights in the caches):
 
 * ``ours-<precision>``: ``JatPolicy.predict(..., precision=...)`` on a batch of envs: the two new tokens
   ``[a_{t-1}, o_t]`` of every env go to both its contexts (the window and the next one, see jat_policy/rolling.py)
@@ -74,6 +77,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--segment-steps", type=int, default=8, help="timed steps per segment (>= n_envs is used)")
     parser.add_argument("--ref-steps", type=int, default=16, help="timed steps of (b) at 1 env (/ n_envs beyond)")
     parser.add_argument("--full-steps", type=int, default=2, help="timed steps of scheme (a) at 1 env")
+    parser.add_argument(
+        "--schedule",
+        choices=["consecutive", "interleaved"],
+        default="consecutive",
+        help="consecutive: each segment's steps of one scheme in a row, as a control loop calls one policy (schemes "
+        "alternate between segments); interleaved: one step of each scheme in turn (every step finds the caches "
+        "holding the other schemes' weights)",
+    )
     parser.add_argument("--quick", action="store_true", help="jat-tiny and few steps (smoke test)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (timings synchronise it)")
     parser.add_argument("--out", default=str(RESULTS / "predict_latency"))
@@ -393,7 +404,7 @@ def summary(ms: list[float], **extra) -> dict:
 def run_config(
     policies: dict, n_envs: int, threads: int, cache_tokens: int, args: argparse.Namespace, rng, gen
 ) -> dict:
-    """Times every scheme interleaved (round robin), so they share the same background load."""
+    """Times every scheme by ``args.schedule`` (segments or steps in turn), so all share the background load."""
     fp32 = policies.get("fp32") or next(iter(policies.values()))
     device = fp32.device
     seg_steps = 3 if args.quick else max(args.segment_steps, n_envs)
@@ -413,15 +424,28 @@ def run_config(
     full_at = np.linspace(0, rounds - 1, full_steps + 2)[1:-1].round().astype(int).tolist()
     full_rounds = dict(zip(full_at, range(full_steps), strict=True))
     times: dict[str, list[float]] = {name: [] for name in ours} | {"reference": [], "full_window": []}
-    for k in range(rounds):
-        for name, runner in ours.items():
-            if k and k % seg_steps == 0:
-                runner.reset()  # untimed: the next segment starts before the next rollovers
-            times[name].append(timed(runner.step, k, device))
-        if k in ref_rounds:
-            times["reference"].append(timed(reference, k, device))
-        if k in full_rounds:
-            times["full_window"].append(timed(full, full_rounds[k], device))
+    if args.schedule == "interleaved":
+        for k in range(rounds):
+            for name, runner in ours.items():
+                if k and k % seg_steps == 0:
+                    runner.reset()  # untimed: the next segment starts before the next rollovers
+                times[name].append(timed(runner.step, k, device))
+            if k in ref_rounds:
+                times["reference"].append(timed(reference, k, device))
+            if k in full_rounds:
+                times["full_window"].append(timed(full, full_rounds[k], device))
+    else:
+        for segment in range(segments):
+            ks = range(segment * seg_steps, (segment + 1) * seg_steps)
+            for name, runner in ours.items():
+                runner.step(0)  # untimed, like the reset: this policy's weights into the caches
+                runner.reset()
+                times[name] += [timed(runner.step, k, device) for k in ks]
+            refs = [k for k in ks if k in ref_rounds]
+            if refs:
+                reference(refs[0])  # untimed warm-up, as for ours
+                times["reference"] += [timed(reference, k, device) for k in refs]
+            times["full_window"] += [timed(full, full_rounds[k], device) for k in ks if k in full_rounds]
     run = {"threads": threads, "n_envs": n_envs, "load_average": list(os.getloadavg())}
     bandwidth = read_bandwidth_gbs(device)
     run["read_bandwidth_gbs"] = bandwidth
@@ -538,12 +562,15 @@ def main() -> None:
             "preset": preset,
             "parameters": sum(p.numel() for p in model.parameters()),
             "precisions": args.precisions,
+            "schedule": args.schedule,
             "hidden_size": model.config.hidden_size,
             "num_layers": model.config.num_layers,
             "max_position_embeddings": model.config.max_position_embeddings,
         },
         "method": (
-            "Schemes timed round robin in one process. ours-<precision>: JatPolicy.predict from synthesised steady "
+            f"Schemes timed in one process, schedule {args.schedule!r} (consecutive: segments of consecutive steps "
+            "of each scheme in turn, after one untimed step; interleaved: one step of each scheme in turn). "
+            "ours-<precision>: JatPolicy.predict from synthesised steady "
             "states (window full), segments of steps that cross every env's rollover; p50/p99/mean over all timed "
             "steps. (a): fp32 batched full forward over the context, lengths spread over the cycle. (b): fp32 "
             "reference 4-token step per env, sequentially, cache of reference_cache_tokens tokens. floor: (bytes "

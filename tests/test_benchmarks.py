@@ -53,12 +53,14 @@ def test_time_budget_anneals_lr_with_wall_clock_and_stops():
 
 
 @pytest.mark.benchmark
-def test_predict_latency_quick_writes_report_with_floor(tmp_path):
+@pytest.mark.parametrize("schedule", ["consecutive", "interleaved"])
+def test_predict_latency_quick_writes_report_with_floor(tmp_path, schedule):
     out = tmp_path / "predict_latency"
     cmd = [sys.executable, "benchmarks/predict_latency.py", "--quick", "--threads", "1", "--envs", "1", "2"]
-    cmd += ["--modality", "continuous", "atari"]
+    cmd += ["--modality", "continuous", "atari", "--schedule", schedule]
     subprocess.run([*cmd, "--out", str(out)], cwd=ROOT, check=True, timeout=600)
     report = json.loads(out.with_suffix(".json").read_text())
+    assert report["config"]["schedule"] == schedule
     assert out.with_suffix(".png").stat().st_size > 0
     assert "avx2" in report["machine"]["cpu_key_flags"]
     for modality in ("continuous", "atari"):
@@ -72,6 +74,7 @@ def test_predict_latency_quick_writes_report_with_floor(tmp_path):
                 # The floor counts only the bytes a step must read, so it is below every measured step.
                 assert 0 < ours["floor"]["ms"] < ours["p50_ms"]
                 assert ours["rollover_steps"]  # the timed steps crossed rollovers
+                assert ours["steps"] == 3 and run["reference"]["steps"] == 2 and run["full_window"]["steps"] == 1
 
 
 def test_single_budget_split():
