@@ -96,7 +96,7 @@ class KVSpans:
 
 KVExtend = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | KVSpans"]
 """``(new keys, new values) -> (all keys, all values)`` of one layer (:meth:`KVCache.extend` bound to it), or the
-:class:`KVSpans` each group of rows attends over (:meth:`WindowBuffers.write_spans`)."""
+:class:`KVSpans` each group of rows attends over (:meth:`WindowBuffers.write`)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,22 +148,17 @@ class WindowBuffers:
         """Bytes held by the keys and values."""
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
-    def write(self, layer: int, columns: Tensor, used: int, keys: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+    def write(self, layer: int, columns: Tensor, spans: list[RowSpan], keys: Tensor, values: Tensor) -> KVSpans:
         """Writes the new ``(R, heads, T, hd)`` keys/values of ``layer`` at ``columns`` ``(R, T)``, in place.
 
         Returns:
-            The first ``used`` columns of the layer's keys and values, ``(R, heads, used, hd)`` (views, no copy).
+            Each span's rows and columns of the layer's keys and values (views, no copy).
         """
         rows = torch.arange(columns.shape[0], device=columns.device)[:, None].expand_as(columns)  # (R, T)
         # (R, C, heads, hd) views: advanced indexing on (row, column) writes (R, T, heads, hd) into the storage.
         dtype = self.keys[layer].dtype  # a no-op unless a hand-built state holds another dtype
         self.keys[layer].transpose(1, 2)[rows, columns] = keys.transpose(1, 2).to(dtype)
         self.values[layer].transpose(1, 2)[rows, columns] = values.transpose(1, 2).to(dtype)
-        return self.keys[layer][:, :, :used], self.values[layer][:, :, :used]
-
-    def write_spans(self, layer: int, columns: Tensor, spans: list[RowSpan], keys: Tensor, values: Tensor) -> KVSpans:
-        """:meth:`write`, then each span's rows and columns of the layer's keys and values (views, no copy)."""
-        self.write(layer, columns, 0, keys, values)
         keys_, values_ = self.keys[layer], self.values[layer]
         return KVSpans(
             spans,

@@ -13,6 +13,10 @@ roles (no copy) and the old primary restarts as the new secondary with ``o_t`` a
 tokens ``[a_{t-1}, o_t]`` to both rows of every env in one forward pass: 4 tokens per env per step, the same count as
 the amortised re-encode, but on every step alike. Both contexts are exact (positions from 0), so every action still
 equals the full forward over ``s(t) .. t``.
+
+Reading the cached keys/values is most of a step's attention cost, so each layer reads only what its rows need
+(:func:`attention_spans`): the windows and the shorter next windows in separate groups, and local layers only the
+last ``window_size`` positions.
 """
 
 from __future__ import annotations
@@ -174,7 +178,7 @@ def step_forward(
         spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], lengths[r], lo, hi, window)) for r, lo, hi in groups]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
     for i, block in enumerate(transformer.h):
-        x, _, _ = block(x, None, partial(buffers.write_spans, i, columns, spans[block.attn.attention_type]))
+        x, _, _ = block(x, None, partial(buffers.write, i, columns, spans[block.attn.attention_type]))
     return transformer.ln_f(x)
 
 
