@@ -23,9 +23,9 @@ Usage:
     python benchmarks/learning.py --configs single --budget-minutes 10 --babyai-tasks babyai-go-to-red-ball
     python benchmarks/learning.py --configs multi --device cuda --preset jat-small   # a GPU: bf16 by default
 
-What benchmarks/results/learning.json holds (2-core box, each model in its own process on one thread, within 60
-minutes; each entry records its machine; separate --scratch folders, since two processes must not collect into one
-dataset folder at once):
+What benchmarks/results/learning.json holds (2-core box, each model in its own process within 60 minutes, threads as
+in each command; each entry records its machine; separate --scratch folders, since two processes must not collect
+into one dataset folder at once):
     # single GoToRedBall and GoToRedBallGrey (an AVX2-only CPU, side by side with a multi run; the same run's
     # 25-minute GoToLocal, 0.773, was replaced by the hour below)
     python benchmarks/learning.py --configs single --threads 1 --merge --budget-minutes 60 --episodes 100000 \
@@ -36,17 +36,25 @@ dataset folder at once):
     OMP_NUM_THREADS=2 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 2 \
         --budget-minutes 60 --episodes 100000 --data runs/learning/local3/data --scratch runs/learning/local4 \
         --results benchmarks/results/go-to-local-alone-2t
-    # multi, four domains (benchmarks/results/multi4/): bf16 autocast (an Atari step on 64x4 frames is 2.3x faster
-    # than fp32 on this AMX CPU, benchmarks/atari_step.py), 4-step Atari windows, no observation loss, tasks drawn
-    # 20:2:1:1, 100,000 GoToRedBall episodes. Collection 13.5 min (the other three tasks' data reused from an
-    # earlier run of the same options), training 37 min (21,361 steps), evaluation 17 min (30 whole Breakout games).
+    # multi, four domains, alone on both cores (benchmarks/results/multi4-2t/): bf16 autocast (an Atari step on 64x4
+    # frames is 2.3x faster than fp32 on this AMX CPU, benchmarks/atari_step.py), 4-step Atari windows, no
+    # observation loss, tasks drawn 20:2:1:1, 100,000 GoToRedBall episodes, the data of the multi4/ run below reused.
+    # Training 40 min (28,991 steps), evaluation 5.4 min (30 whole Breakout games).
+    OMP_NUM_THREADS=2 python benchmarks/learning.py --configs multi --threads 2 --workers 2 --budget-minutes 40 \
+        --episodes 100000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
+        --atari-eval-episodes 30 --observation-loss-coef 0 --bf16 yes \
+        --multi-sample-weights babyai-go-to-red-ball=20,metaworld-reach=2,mujoco-pendulum=1,atari-breakout=1 \
+        --data runs/learning/multi6/data --scratch runs/learning/multi7 --results benchmarks/results/multi4-2t
+The two runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
+Earlier runs kept beside it:
+    # multi4/: the same multi options on one thread beside the GoToLocal run below, 37 minutes: collection 13.5 min
+    # (the other three tasks' data reused from an earlier run of the same options), training 21,361 steps,
+    # evaluation 17 min; red-ball 0.9896
     OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 2 --budget-minutes 37 \
         --episodes 100000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
         --atari-eval-episodes 30 --observation-loss-coef 0 --bf16 yes \
         --multi-sample-weights babyai-go-to-red-ball=20,metaworld-reach=2,mujoco-pendulum=1,atari-breakout=1 \
         --scratch runs/learning/multi6 --results benchmarks/results/multi4
-The two runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
-Earlier runs kept beside it:
     # go-to-local-alone-amx/: one core of the AMX box, beside the multi run: 40,101 steps, 0.829
     python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
         --budget-minutes 60 --episodes 100000 --scratch runs/learning/local3 \

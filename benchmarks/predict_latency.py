@@ -166,16 +166,18 @@ def steady_state(
 ) -> JatPolicyState:
     """The state ``predict`` would hold with env ``i`` about to see timestep ``next_steps[i]`` (window full).
 
-    ``buffers``: refill these (keeps a CUDA graph captured on them) instead of allocating new ones.
+    ``buffers``: reuse these (keeps a CUDA graph captured on them, and their finite keys/values) instead of
+    allocating new ones.
     """
     window, half, n = policy.context_window, policy.context_window // 2, len(next_steps)
     starts = np.array([context_start(t - 1, window) for t in next_steps], dtype=np.int64)
     steps = np.array(next_steps, dtype=np.int64)
     primary_len = 2 * (steps - 1 - starts) + 1  # tokens o_s .. o_{t-1}
     secondary_len = np.where(steps - 1 >= starts + half, 2 * (steps - 1 - starts - half) + 1, 0)
-    buffers = policy._allocate(n) if buffers is None else buffers
-    for tensor in buffers.keys + buffers.values:
-        tensor.copy_(torch.randn(tensor.shape, generator=generator, device=tensor.device))
+    if buffers is None:  # random keys/values once; a refill later would only flush the weights out of the caches
+        buffers = policy._allocate(n)
+        for tensor in buffers.keys + buffers.values:
+            tensor.copy_(torch.randn(tensor.shape, generator=generator, device=tensor.device))
     buffers.lengths = np.concatenate((primary_len, secondary_len))  # slot 0 primary, slot 1 secondary
     if isinstance(policy.action_space, spaces.Discrete):
         last = torch.randint(policy.action_space.n, (n,), generator=generator, device=policy.device)
