@@ -2,9 +2,8 @@
 
 Model: jat-small (192.7M parameters, random init, CPU). Per configuration (threads x envs) we time, in one process so
 that all share the same background load, segments of consecutive steps of each scheme in turn (``--schedule
-consecutive``, as a control loop calls its one policy: a step finds that policy's weights in the caches; this CPU's
-300 MB L3 holds int8's 85 MB of weights, not fp32's 340 MB), or one step of each scheme in turn (``interleaved``:
-every step starts with the other schemes' weights in the caches):
+consecutive``, as a control loop calls its one policy), or one step of each scheme in turn (``interleaved``: every
+step starts with the other schemes' weights in the caches). On the 2-core Xeon the two gave the same ratios:
 
 * ``ours-<precision>``: ``JatPolicy.predict(..., precision=...)`` on a batch of envs: the two new tokens
   ``[a_{t-1}, o_t]`` of every env go to both its contexts (the window and the next one, see jat_policy/rolling.py)
