@@ -41,6 +41,7 @@ import os
 import platform
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -372,11 +373,10 @@ def kv_read_bytes(policy: JatPolicy, state: JatPolicyState) -> int:
     _, heads, _, head_dim = buffers.keys[0].shape
     plan = plan_step(state.steps, state.context_starts, state.primary, buffers.lengths, state.context_window)
     columns = 0
-    for kind in config.attention_layers:
+    for kind, layers in Counter(config.attention_layers).items():  # the spans depend on the layer's kind only
         window = config.window_size if kind == "local" else None
-        columns += sum(
-            (rows.stop - rows.start) * (stop - start) for rows, start, stop in attention_spans(plan.lengths, window)
-        )
+        spans = attention_spans(plan.lengths, window)
+        columns += layers * sum((rows.stop - rows.start) * (stop - start) for rows, start, stop in spans)
     return 2 * columns * heads * head_dim * buffers.keys[0].element_size()
 
 

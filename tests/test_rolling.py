@@ -42,6 +42,19 @@ def test_the_window_row_always_holds_exactly_s_t_to_t(window):
         steps, starts, primary, lengths = steps + 1, plan.starts, plan.primary, plan.lengths
 
 
+def _spanned_matches_static(model: JatModel, state, window: int) -> None:
+    """The next step's default (spanned) forward equals attending over the whole capacity, on its real tokens."""
+    plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, window)
+    inputs = torch.randn(len(plan.lengths), 2, model.config.hidden_size)
+    columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
+    copy = state.copy().buffers
+    with torch.no_grad():
+        spanned = step_forward(model.transformer, state.copy().buffers, inputs, columns, lengths)
+        static = step_forward(model.transformer, copy, inputs, columns, lengths, copy.capacity)
+    real = torch.as_tensor(plan.columns < 2 * window - 2)  # placeholder tokens (last columns) are discarded
+    torch.testing.assert_close(static[real], spanned[real], atol=1e-5, rtol=1e-5)
+
+
 def test_attending_over_the_whole_capacity_changes_nothing():
     """The static-shape step (the CUDA graph path attends over all C columns) gives the trimmed step's numbers."""
     torch.manual_seed(0)
@@ -51,15 +64,7 @@ def test_attending_over_the_whole_capacity_changes_nothing():
     state = None
     for _ in range(7):
         _, state = policy.predict({"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}, state)
-    plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, 4)
-    inputs = torch.randn(4, 2, model.config.hidden_size)
-    columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
-    copy = state.copy().buffers
-    with torch.no_grad():
-        trimmed = step_forward(model.transformer, state.buffers, inputs, columns, lengths, int(plan.lengths.max()))
-        static = step_forward(model.transformer, copy, inputs, columns, lengths, copy.capacity)
-    real = torch.as_tensor(plan.columns < 2 * 4 - 2)  # placeholder tokens (last columns) are discarded
-    torch.testing.assert_close(static[real], trimmed[real], atol=1e-5, rtol=1e-5)
+    _spanned_matches_static(model, state, 4)
 
 
 @pytest.mark.parametrize("window", [None, 6])
@@ -71,7 +76,7 @@ def test_attention_spans_cover_every_column_a_row_needs(window):
         n = int(rng.integers(1, 9))
         lengths = rng.integers(0, 40, size=2 * n) * (rng.random(2 * n) < 0.9)  # some idle rows
         groups = attention_spans(lengths, window)
-        assert [r.start for r, _, _ in groups][0] == 0 and groups[-1][0].stop == 2 * n
+        assert groups[0][0].start == 0 and groups[-1][0].stop == 2 * n
         for (a, _, _), (b, _, _) in zip(groups, groups[1:], strict=False):
             assert a.stop == b.start
         for rows, start, stop in groups:
@@ -99,17 +104,8 @@ def test_reading_only_the_needed_columns_changes_nothing_out_of_sync():
     for t in range(40):
         obs = {"continuous_observation": rng.normal(size=(5, 6)).astype(np.float32)}
         _, state = policy.predict(obs, state, rng.random(5) < 0.08)
-        if t < 12:
-            continue
-        plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, window)
-        inputs = torch.randn(10, 2, model.config.hidden_size)
-        columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
-        copy = state.copy().buffers
-        with torch.no_grad():
-            spanned = step_forward(model.transformer, copy, inputs, columns, lengths)
-            static = step_forward(model.transformer, state.copy().buffers, inputs, columns, lengths, copy.capacity)
-        real = torch.as_tensor(plan.columns < 2 * window - 2)
-        torch.testing.assert_close(static[real], spanned[real], atol=1e-5, rtol=1e-5)
+        if t >= 12:
+            _spanned_matches_static(model, state, window)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
