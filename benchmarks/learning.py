@@ -152,6 +152,11 @@ class Args:
         default=None,
         metadata={"help": "kappa, the next-observation loss weight (default: the model's 0.005; 0 skips it)."},
     )
+    dropout: float | None = field(
+        default=None,
+        metadata={"help": "Embedding, attention and residual dropout (default: the preset's 0.0)."},
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
@@ -256,6 +261,8 @@ def train_options(
         window=args.window,
         atari_window=args.atari_window,
         observation_loss_coef=args.observation_loss_coef,
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
         seed=args.seed,
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,

@@ -212,11 +212,14 @@ def test_fine_tune_on_a_new_action_space(tmp_path, data_root, mixed_run):
             max_steps=3,
             per_device_batch_size=2,
             observation_loss_coef=0.0,
+            dropout=0.1,
             bf16="yes",  # autocast on CPU, emulated where the CPU has no native bf16
         )
     )
     model = JatModel.from_pretrained(final)
     assert model.config.observation_loss_coef == 0.0
+    dropouts = (model.config.embed_dropout, model.config.attention_dropout, model.config.resid_dropout)
+    assert dropouts == (0.1, 0.1, 0.1)
     out = model(continuous_observations=torch.zeros(1, 4, 5), continuous_actions=torch.zeros(1, 4, 3))
     assert out.pred_actions.shape == (1, 4, 3)
 
@@ -281,6 +284,8 @@ def test_options_are_validated(tmp_path, data_root):
         train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), window=400))
     with pytest.raises(KeyError, match="Unknown task"):
         train(_options(tmp_path, tasks=["metaworld-rech"]))
+    with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\), got 10"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), dropout=10))
 
 
 # ----------------------------------------------------------------------------------------------- processes

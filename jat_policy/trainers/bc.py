@@ -88,7 +88,7 @@ _TEXT_DOMAIN = "text"
 
 
 def load_model_and_processor(
-    model: str, seed: int = 0, observation_loss_coef: float | None = None
+    model: str, seed: int = 0, observation_loss_coef: float | None = None, dropout: float | None = None
 ) -> tuple[JatModel, JatProcessor]:
     """A fresh preset model (seeded) or a checkpoint, with its processor.
 
@@ -96,6 +96,7 @@ def load_model_and_processor(
         model: Preset name (``jat-tiny``...) or checkpoint directory / Hub id.
         seed: Seed of a fresh model's init.
         observation_loss_coef: Overrides κ in the config when given.
+        dropout: Overrides the embedding, attention and residual dropout (GPT-Neo's three) when given.
 
     Returns:
         ``(model, processor)``.
@@ -106,7 +107,11 @@ def load_model_and_processor(
     from jat_policy.modeling import JatModel
     from jat_policy.processing import JatProcessor
 
-    overrides = {} if observation_loss_coef is None else {"observation_loss_coef": observation_loss_coef}
+    overrides: dict[str, float] = {}
+    if observation_loss_coef is not None:
+        overrides["observation_loss_coef"] = observation_loss_coef
+    if dropout is not None:
+        overrides |= {name: dropout for name in ("embed_dropout", "attention_dropout", "resid_dropout")}
     set_seed(seed)
     if model in JatConfig.preset_names():
         config = JatConfig.from_preset(model, **overrides)
@@ -408,7 +413,9 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     training_data = describe_training_data(names, options.data)
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
-    model, processor = load_model_and_processor(options.model, options.seed, options.observation_loss_coef)
+    model, processor = load_model_and_processor(
+        options.model, options.seed, options.observation_loss_coef, options.dropout
+    )
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=default_learning_rate(model.config.hidden_size))
     args = build_training_arguments(options, options.learning_rate)

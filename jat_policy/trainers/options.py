@@ -72,6 +72,13 @@ class TrainOptions:
             "(default: the model config's, 0.005)."
         },
     )
+    dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Dropout probability on the token embeddings, attention weights and residual branches "
+            "(default: the model config's; 0.0 in every preset, as in the released model)."
+        },
+    )
     window: int | None = field(
         default=None,
         metadata={
@@ -147,6 +154,8 @@ class TrainOptions:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.observation_loss_coef is not None and self.observation_loss_coef < 0:
             raise ValueError(f"observation_loss_coef must be >= 0, got {self.observation_loss_coef}.")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout}.")
         if self.bf16 not in ("auto", "yes", "no"):
             raise ValueError(f"bf16 must be 'auto', 'yes' or 'no', got {self.bf16!r}.")
 
