@@ -426,7 +426,6 @@ class JatPolicy:
         pair = torch.stack((self._embed_actions(state.last_actions, obs_embeds), obs_embeds), dim=1)  # (N, 2, H)
         inputs = torch.cat((pair, pair))  # (2N, 2, H): both contexts of an env take the same tokens
         columns = torch.as_tensor(plan.columns, device=device)  # (2N, 2)
-        lengths = torch.as_tensor(plan.lengths, device=device)  # (2N,)
         new_state = JatPolicyState(
             self.context_window, state.steps + 1, plan.starts, state.last_actions, buffers, plan.primary
         )
@@ -435,9 +434,9 @@ class JatPolicy:
             graph = buffers.graphs.get(inputs.shape)
             if graph is None:
                 graph = buffers.graphs[inputs.shape] = GraphedStep(self.model.transformer, buffers, inputs)
-            hidden = graph(inputs, columns, lengths)  # (2N, 2, H)
+            hidden = graph(inputs, columns, torch.as_tensor(plan.lengths, device=device))  # (2N, 2, H)
         else:
-            hidden = step_forward(self.model.transformer, buffers, inputs, columns, lengths)  # (2N, 2, H)
+            hidden = step_forward(self.model.transformer, buffers, inputs, columns, plan.lengths)  # (2N, 2, H)
         buffers.lengths = plan.lengths
         return hidden[torch.as_tensor(plan.primary_rows(), device=device), 1], new_state  # (N, H) at o_t
 

@@ -147,7 +147,7 @@ def step_forward(
     buffers: WindowBuffers,
     inputs: Tensor,
     columns: Tensor,
-    lengths: Tensor,
+    lengths: np.ndarray | Tensor,
     used: int | None = None,
 ) -> Tensor:
     """The transformer over new tokens whose keys/values are written into ``buffers`` in place.
@@ -161,7 +161,9 @@ def step_forward(
         buffers: The state's buffers (updated in place).
         inputs: ``(R, T, H)`` input embeddings.
         columns: ``(R, T)`` int64 column (= position) of each new token.
-        lengths: ``(R,)`` int64 valid columns of each row after the step.
+        lengths: ``(R,)`` int64 valid columns of each row after the step: a host array (the spans are planned from
+            it, so a CUDA step never waits to read lengths back), or, with ``used``, a tensor (the CUDA graph's
+            static input).
         used: Columns every row attends over (the capacity, for static shapes); by default each group of rows
             reads only the columns it needs (:func:`attention_spans`).
 
@@ -170,12 +172,12 @@ def step_forward(
     """
     config = transformer.config
     rows = inputs.shape[0]
-    host = lengths.cpu().numpy() if used is None else None
+    valid = torch.as_tensor(lengths, device=inputs.device)  # (R,)
     spans: dict[str, list[RowSpan]] = {}
     for kind in set(config.attention_layers):
         window = config.window_size if kind == "local" else None
-        groups = [(slice(0, rows), 0, used)] if host is None else attention_spans(host, window)
-        spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], lengths[r], lo, hi, window)) for r, lo, hi in groups]
+        groups = [(slice(0, rows), 0, used)] if used is not None else attention_spans(lengths, window)
+        spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], valid[r], lo, hi, window)) for r, lo, hi in groups]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
     for i, block in enumerate(transformer.h):
         x, _, _ = block(x, None, partial(buffers.write, i, columns, spans[block.attn.attention_type]))

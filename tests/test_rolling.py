@@ -46,7 +46,7 @@ def _spanned_matches_static(model: JatModel, state, window: int) -> None:
     """The next step's default (spanned) forward equals attending over the whole capacity, on its real tokens."""
     plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, window)
     inputs = torch.randn(len(plan.lengths), 2, model.config.hidden_size)
-    columns, lengths = torch.as_tensor(plan.columns), torch.as_tensor(plan.lengths)
+    columns, lengths = torch.as_tensor(plan.columns), plan.lengths
     copy = state.copy().buffers
     with torch.no_grad():
         spanned = step_forward(model.transformer, state.copy().buffers, inputs, columns, lengths)
