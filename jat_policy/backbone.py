@@ -75,6 +75,23 @@ class GPTNeoSelfAttentionCore(nn.Module):
         self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
         self.resid_dropout = nn.Dropout(float(config.resid_dropout))
+        self.qkv_proj: nn.Linear | None = None  # set by fuse_qkv (int8 inference)
+
+    def fuse_qkv(self) -> None:
+        """Replaces ``q_proj``, ``k_proj`` and ``v_proj`` by one ``qkv_proj`` (H -> 3H) holding their rows.
+
+        One matmul instead of three: under int8 dynamic quantisation each linear call quantises its input and runs
+        its own kernel, and a one-env policy step is bound by those calls, not by the weights' bytes (issue 15). The
+        three projections' names leave the state dict, so a fused model is for inference, not for saving.
+        """
+        if self.qkv_proj is not None:
+            return
+        q, k, v = self.q_proj, self.k_proj, self.v_proj
+        fused = nn.Linear(q.in_features, 3 * q.out_features, bias=False, device=q.weight.device, dtype=q.weight.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat((q.weight, k.weight, v.weight)))  # (3H, H): rows of q, then k, then v
+        self.qkv_proj = fused
+        del self.q_proj, self.k_proj, self.v_proj
 
     def _split(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -86,7 +103,10 @@ class GPTNeoSelfAttentionCore(nn.Module):
         ``bias`` is ignored when ``past`` returns :class:`~jat_policy.cache.KVSpans` (each span has its own); the keys
         and values returned are then the new tokens' only.
         """
-        q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
+        if self.qkv_proj is not None:
+            q, k, v = (self._split(part) for part in self.qkv_proj(x).chunk(3, dim=-1))
+        else:
+            q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         kv = past(k, v) if past is not None else (k, v)
         if isinstance(kv, KVSpans):  # rows reading different key columns (JatPolicy's step): one SDPA per span
             parts = [

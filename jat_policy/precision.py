@@ -20,6 +20,11 @@ Maintenance: torchao is the maintained successor (monthly releases); torch.ao's 
 be removed in 2.10" yet still ships and works in 2.13. We use torch.ao for its 8x speed-up now, silence its
 deprecation warnings where we call it, and fail with a clear error if a later torch drops it. Revisit when torchao's
 CPU path is fast without compilation.
+
+Before quantising, each block's q/k/v projections become one linear (48 int8 calls a step instead of 72): jat-small,
+W = 256, 1 thread, the same Xeon, 2026-12-02, p50 39.4 -> 37.6 ms at 1 env and 173 -> 170 ms at 16 envs. Per-channel
+weight scales ran at the same speed (37.5 / 174 ms) and are not used. A hidden-64 model of jat-small's 12 layers takes
+9.5 ms a step at 1 env: the per-op cost of the step's ~400 small ops, which no weight format removes.
 """
 
 from __future__ import annotations
@@ -100,7 +105,10 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
                     f"precision='int8' uses torch.ao.quantization.quantize_dynamic, which torch {torch.__version__} "
                     "no longer ships: use precision='bf16', or a torch release that still has it."
                 ) from err
-            # Only the blocks: they hold ~all the weights read per step; heads and encoders are small.
+            # Only the blocks: they hold ~all the weights read per step; heads and encoders are small. q/k/v become
+            # one linear first: a third fewer int8 calls per step.
+            for block in model.transformer.h:
+                block.attn.attention.fuse_qkv()
             quantize_dynamic(model.transformer.h, {nn.Linear}, dtype=torch.qint8, inplace=True)
     return model
 

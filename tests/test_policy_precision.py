@@ -60,6 +60,25 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     )
 
 
+def test_int8_fuses_q_k_v_into_one_quantised_linear_that_attends_the_same():
+    model = fresh_model()
+    core = model.transformer.h[0].attn.attention
+    tokens = torch.randn(2, 5, model.config.hidden_size)  # (B, T, H)
+    with torch.no_grad():
+        before = core(tokens, None, None)  # output, keys, values
+        core.fuse_qkv()
+        after = core(tokens, None, None)
+    for unfused, fused in zip(before, after, strict=True):
+        torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-6)
+    assert not hasattr(core, "q_proj") and core.qkv_proj.out_features == 3 * model.config.hidden_size
+    int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
+    fused = int8.model.transformer.h[0].attn.attention.qkv_proj
+    assert (
+        type(fused).__module__.startswith("torch.ao.nn.quantized")
+        and fused.out_features == 3 * int8.model.config.hidden_size
+    )
+
+
 def test_fp32_is_the_cpu_default_and_bf16_the_cuda_default():
     model = fresh_model()
     assert JatPolicy(model, CONT_SPACE, WIDE_BOX).precision == "fp32"
