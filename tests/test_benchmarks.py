@@ -180,3 +180,34 @@ def test_step_profile_writes_every_section_for_every_mode(tmp_path):
         assert res["median_ms"]["backbone"] > 0 and sum(res["share"].values()) == pytest.approx(1.0)
     assert set(report["trainer"]) == {"fp32", "bf16"}  # the real train() loop, per precision
     assert 0 < report["window_stats"]["real_fraction_of_batch_steps"] <= 1
+
+
+@pytest.mark.benchmark
+def test_generalisation_measures_train_and_heldout_fit_and_refuses_overlapping_seeds(tmp_path):
+    from jat_policy.quickstart import collect_tasks
+    from jat_policy.trainers.bc import TrainOptions, train
+
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path / "data", 30, seed=0)
+    final = train(
+        TrainOptions(
+            tasks=["babyai-go-to-red-ball"], data=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
+            max_steps=3, per_device_batch_size=4, report_to="none",
+        )
+    )  # fmt: skip
+    out = tmp_path / "generalisation.json"
+    cmd = [sys.executable, "benchmarks/generalisation.py", "--data", str(tmp_path / "data")]
+    cmd += ["--task", "babyai-go-to-red-ball", "--checkpoints", str(final), "--episodes", "20"]
+    cmd += ["--scratch", str(tmp_path / "heldout"), "--out", str(out)]
+    overlapping = subprocess.run([*cmd, "--heldout-seed", "10"], cwd=ROOT, capture_output=True, text=True)
+    assert overlapping.returncode == 2 and "overlaps the training data's seeds 0..29" in overlapping.stderr
+    assert len(overlapping.stderr.strip().splitlines()) == 1  # one line, no traceback
+    subprocess.run([*cmd, "--heldout-seed", "1000"], cwd=ROOT, check=True, timeout=600)
+    report = json.loads(out.read_text())
+    fit = report["results"][str(final)]
+    assert set(fit) == {"train", "heldout"} and out.with_suffix(".png").stat().st_size > 0
+    for side in fit.values():
+        assert side["nll"] > 0 and 0 <= side["accuracy"] <= 1 and 0 < side["p_expert_action"] < 1
+    assert (
+        json.loads((tmp_path / "heldout" / "babyai-go-to-red-ball" / "jat_metadata.json").read_text())["base_seed"]
+        == 1000
+    )
