@@ -80,8 +80,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
     def fuse_qkv(self) -> None:
         """Replaces ``q_proj``, ``k_proj`` and ``v_proj`` by one ``qkv_proj`` (H -> 3H) holding their rows.
 
-        One matmul instead of three: under int8 dynamic quantisation each linear call quantises its input and runs
-        its own kernel, and a one-env policy step is bound by those calls, not by the weights' bytes (issue 15). The
+        One matmul instead of three: under int8 dynamic quantisation each linear call quantises its input and runs its
+        own kernel, so this saves two calls per block (about 5% of a one-env int8 step of jat-small, issue 15). The
         three projections' names leave the state dict, so a fused model is for inference, not for saving.
         """
         if self.qkv_proj is not None:
