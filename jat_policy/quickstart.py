@@ -63,11 +63,12 @@ def collect_tasks(
     workers: int = 1,
     overwrite: bool = False,
     experts: dict[str, Any] | None = None,
+    test_fraction: float = 0.1,
 ) -> dict[str, Any]:
     """Collects expert episodes for each task and returns their scores.
 
-    A dataset already on disk is reused when it was collected with the episode count and seed asked for;
-    otherwise it is collected again.
+    A dataset already on disk is reused when it was collected with the episode count, seed and test split asked
+    for; otherwise it is collected again.
 
     Args:
         tasks: Task names.
@@ -78,6 +79,7 @@ def collect_tasks(
         overwrite: Re-collect datasets that exist.
         experts: ``{task: expert}`` (a name, a ``.zip`` path or a callable) overriding the default ``"auto"``
             expert (bot / scripted).
+        test_fraction: Share of each task's episodes (the last ones) held out in its ``test`` split.
 
     Returns:
         ``{task: scores}`` as stored in each dataset's metadata.
@@ -91,14 +93,16 @@ def collect_tasks(
         task_seed = seed + 1_000_000 * i
         if existing.is_file() and not overwrite:
             metadata = json.loads(existing.read_text())
-            held = _requested_episodes(metadata), metadata.get("base_seed")
-            if held == (n_episodes, task_seed):
+            split = metadata.get("collection", {}).get("test_fraction")
+            held = _requested_episodes(metadata), metadata.get("base_seed"), split
+            if held == (n_episodes, task_seed, test_fraction):
                 print(f"[collect] {task}: reusing {existing.parent}")
                 summary[task] = metadata["scores"]
                 continue
             print(
-                f"[collect] {task}: {existing.parent} holds {held[0]} episodes from seed {held[1]}, not the "
-                f"{n_episodes} from seed {task_seed} asked for: collecting again"
+                f"[collect] {task}: {existing.parent} holds {held[0]} episodes from seed {held[1]} with a test split "
+                f"of {held[2]}, not the {n_episodes} from seed {task_seed} with {test_fraction} asked for: "
+                "collecting again"
             )
         start = time.perf_counter()
         result = collect(
@@ -110,6 +114,7 @@ def collect_tasks(
             workers=workers,
             random_episodes=50,
             overwrite=True,
+            test_fraction=test_fraction,
         )
         print(
             f"[collect] {task}: {n_episodes} episodes in {time.perf_counter() - start:.0f}s, "

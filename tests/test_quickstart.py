@@ -79,6 +79,11 @@ def test_collect_tasks_reuses_only_what_was_asked_for(tmp_path, capsys) -> None:
     collect_tasks(["babyai-go-to-red-ball"], tmp_path, 10, seed=0, workers=1)
     assert "reusing" in capsys.readouterr().out
     collect_tasks(["babyai-go-to-red-ball"], tmp_path, {"babyai-go-to-red-ball": 14}, seed=0, workers=1)
-    assert "holds 10 episodes from seed 0, not the 14" in capsys.readouterr().out and stored() == 14
+    assert "holds 10 episodes from seed 0 with a test split of 0.1, not the 14" in capsys.readouterr().out
+    assert stored() == 14
     collect_tasks(["babyai-go-to-red-ball"], tmp_path, 14, seed=3, workers=1)
     assert "collecting again" in capsys.readouterr().out
+    collect_tasks(["babyai-go-to-red-ball"], tmp_path, 14, seed=3, workers=1, test_fraction=0.5)
+    assert "with a test split of 0.1, not the 14 from seed 3 with 0.5" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "babyai-go-to-red-ball" / "jat_metadata.json").read_text())
+    assert meta["splits"]["test"]["episodes"] == 7 and stored() == 14
