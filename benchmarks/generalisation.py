@@ -111,22 +111,33 @@ def fit(model: JatModel, batches: Batches) -> dict[str, float]:
     return {name: value / count for name, value in totals.items()}
 
 
+def short_labels(paths: list[str]) -> list[str]:
+    """The path components that tell checkpoints apart (``local4/final`` for ``runs/learning/local4/.../final``)."""
+    parts = [Path(p).parts for p in paths]
+    if len(paths) < 2 or len({len(p) for p in parts}) > 1:
+        return [Path(p).name if len(paths) == 1 else p for p in paths]
+    keep = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1 or i == len(parts[0]) - 1]
+    return ["/".join(p[i] for i in keep) for p in parts]
+
+
 def plot(report: dict, path: Path) -> None:
     """Probability of the expert's action, training data vs held-out, per checkpoint."""
     from matplotlib.figure import Figure
 
     names = list(report["results"])
-    fig = Figure(figsize=(max(5, 1.6 * len(names)), 4))
+    fig = Figure(figsize=(max(5, 1.8 * len(names)), 4))
     ax = fig.subplots()
     x = np.arange(len(names))
+    lowest = 1.0
     for offset, side in ((-0.2, "train"), (0.2, "heldout")):
         values = [report["results"][name][side]["p_expert_action"] for name in names]
         ax.bar(x + offset, values, width=0.4, label=side)
-    ax.set_xticks(x, [Path(name).name if len(name) > 24 else name for name in names], fontsize=7, rotation=15)
-    ax.set_ylim(min(0.7, ax.get_ylim()[0]), 1.0)
+        lowest = min(lowest, *values)
+    ax.set_xticks(x, short_labels(names), fontsize=7, rotation=15)
+    ax.set_ylim(max(0.0, lowest - 0.05), 1.0)
     ax.set_ylabel("mean p(expert action)")
     ax.set_title(f"{report['task']}: fit on {report['episodes']} training vs held-out episodes")
-    ax.legend()
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
