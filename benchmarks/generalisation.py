@@ -33,7 +33,7 @@ import torch
 from learning import machine  # benchmarks/ is on sys.path when a script here runs
 
 from jat_policy.modeling import JatModel
-from jat_policy.quickstart import collect_tasks
+from jat_policy.quickstart import collect_tasks, requested_episodes
 from jat_policy.trainers.bc import TrainOptions, load_model_and_processor, load_task_windows
 from jat_policy.trainers.sampling import MultiTaskDataset, TaskBatchCollator
 from jat_policy.utils.cli_args import parse_args, usage_error
@@ -64,7 +64,9 @@ class Args:
 def seed_range(metadata_path: Path) -> tuple[int, int]:
     """``[first, last]`` seeds of a collected dataset, from its metadata (base seed + episodes asked for)."""
     metadata = json.loads(metadata_path.read_text())
-    episodes = sum(split["episodes"] for split in metadata["splits"].values()) + metadata["failed"]["count"]
+    episodes = requested_episodes(metadata)
+    if episodes is None or "base_seed" not in metadata:
+        raise ValueError(f"{metadata_path} lacks the base seed or the split/failed counts: recollect the dataset.")
     return metadata["base_seed"], metadata["base_seed"] + episodes - 1
 
 
@@ -146,7 +148,7 @@ def main() -> None:
     """Measures every checkpoint and writes the report."""
     args = parse_args(Args, None, prog=PROG, description=__doc__)
     if not args.checkpoints:
-        raise SystemExit(usage_error(PROG, "pass the checkpoints to measure: --checkpoints DIR [DIR ...]"))
+        raise SystemExit(usage_error(PROG, "pass the checkpoints to measure: --checkpoints DIR[,DIR...]"))
     try:
         heldout = heldout_data(args)
     except ValueError as error:

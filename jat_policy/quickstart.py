@@ -45,7 +45,7 @@ class DemoOptions:
     overwrite: bool = field(default=False, metadata={"help": "Re-collect and re-train even if outputs exist."})
 
 
-def _requested_episodes(metadata: Mapping[str, Any]) -> int | None:
+def requested_episodes(metadata: Mapping[str, Any]) -> int | None:
     """Episodes a stored collection was asked for: those kept in its splits plus the failed ones dropped."""
     try:
         kept = sum(split["episodes"] for split in metadata["splits"].values())
@@ -94,7 +94,7 @@ def collect_tasks(
         if existing.is_file() and not overwrite:
             metadata = json.loads(existing.read_text())
             split = metadata.get("collection", {}).get("test_fraction")
-            held = _requested_episodes(metadata), metadata.get("base_seed"), split
+            held = requested_episodes(metadata), metadata.get("base_seed"), split
             if held == (n_episodes, task_seed, test_fraction):
                 print(f"[collect] {task}: reusing {existing.parent}")
                 summary[task] = metadata["scores"]
