@@ -378,9 +378,9 @@ def evaluate_tasks(args: Args, checkpoint: Path, tasks: list[str], data_dir: Pat
     for suffix, (group, episodes) in groups.items():
         if not group:
             continue
-        window = args.atari_window if suffix else args.window  # the context each was trained on
         result = evaluate(
-            jat_policy_factory(checkpoint, context_window=window, device=device),
+            # the policy's default context: the longest window the checkpoint records it was fitted on
+            jat_policy_factory(checkpoint, device=device),
             group,
             n_episodes=episodes,
             n_envs=args.eval_envs,

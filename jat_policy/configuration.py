@@ -114,7 +114,7 @@ class JatConfig(GPTNeoConfig):
             flattened into one embedding. ``None`` (the released checkpoint) means the reference's
             ``hidden_size // 50``; small presets set it wider, since 128 // 50 = 2 features cannot tell a
             slot's dozen grid values or mission words apart.
-        training_windows: Timesteps per training window the model was fitted with, by observation kind
+        training_windows: The longest training window the model was fitted on, in timesteps, by observation kind
             (``"image"`` for Atari frames, ``"default"`` for the rest); written by the trainer and used by
             :class:`~jat_policy.policy.JatPolicy` as its default context window. ``None`` (the released
             checkpoint) means the reference's 32 / 256.

@@ -235,8 +235,8 @@ class JatPolicy:
     def _resolve_context_window(self, context_window: int | None) -> int:
         limit = self.model.config.max_position_embeddings // 2
         if context_window is None:
-            # A model sees at evaluation the context length it was trained on: positions past the training
-            # window were never fitted (the trainer records its windows in the config).
+            # A model sees at evaluation the longest context it was trained on: positions past it were never
+            # fitted (the trainer records its longest windows in the config, trainers.bc.fitted_windows).
             image = self.observation_key == "image_observation"
             default = ATARI_CONTEXT_WINDOW if image else DEFAULT_CONTEXT_WINDOW
             trained = (self.model.config.training_windows or {}).get("image" if image else "default")

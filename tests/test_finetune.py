@@ -69,6 +69,9 @@ def test_finetune_cartpole_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     result = _check_run(out, capsys.readouterr().out, "cartpole", eval_episodes=2)
     assert result["env_spec_id"] == "CartPole-v1" and max(result["raw"]["lengths"]) <= 60
+    # episodes of <= 60 steps: the policy's context stops at the longest window trained on, not the trainer's 256
+    config = json.loads((out / "run" / "final" / "config.json").read_text())
+    assert 2 <= config["training_windows"]["default"] <= 60
 
 
 @pytest.mark.filterwarnings("ignore")

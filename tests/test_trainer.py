@@ -21,7 +21,8 @@ from transformers import TrainerCallback
 from jat_policy.data import EpisodeSchema, get_features
 from jat_policy.modeling import JatModel
 from jat_policy.processing import JatProcessor
-from jat_policy.trainers.bc import TrainOptions, cli_main, find_last_checkpoint, train
+from jat_policy.trainers.bc import TrainOptions, cli_main, find_last_checkpoint, fitted_windows, train
+from jat_policy.trainers.sampling import TaskWindows
 from tests.conftest import save_tiny_jat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,6 +201,33 @@ def test_cli_run_writes_loadable_safetensors_checkpoints(mixed_run, tiny_model_d
     assert all(torch.equal(trained[k], step5[k]) for k in trained)
     initial = load_file(tiny_model_dir / "model.safetensors")
     assert not torch.equal(trained["continuous_encoder.weight"], initial["continuous_encoder.weight"])
+
+
+def _windows(name: str, lengths: list[int], key: str = "discrete_observations", kind: str = "rl") -> TaskWindows:
+    steps = {key: np.zeros((sum(lengths), 2), dtype=np.int32)}
+    return TaskWindows(name, kind, steps, np.concatenate([[0], np.cumsum(lengths)]))
+
+
+def test_the_policy_context_is_the_longest_window_trained_on():
+    """Positions past the longest training window were never fitted, so the recorded context stops there."""
+    options = TrainOptions(tasks=["a"], window=64, atari_window=4)
+    short = [_windows("babyai", [5, 31, 12]), _windows("text", [400], key="input_ids", kind="text")]
+    # cut to the longest RL window, floored to even (contexts roll by halves); no image task: the configured 4
+    assert fitted_windows(short, options, 512) == {"default": 30, "image": 4}
+    long = [*short, _windows("metaworld", [64, 64, 20], key="continuous_observations")]
+    assert fitted_windows(long, options, 512) == {"default": 64, "image": 4}
+    atari = [_windows("atari", [4, 3], key="image_observations")]
+    assert fitted_windows(atari, TrainOptions(tasks=["a"], window=64, atari_window=8), 512) == {
+        "default": 64,
+        "image": 4,
+    }
+    # a fine-tuned checkpoint keeps what its earlier training fitted; nothing exceeds the positions
+    assert fitted_windows(short, options, 512, earlier={"default": 256, "image": 32}) == {"default": 256, "image": 32}
+    assert fitted_windows(long, TrainOptions(tasks=["a"], window=64, atari_window=4), 100) == {
+        "default": 50,
+        "image": 4,
+    }
+    assert fitted_windows([_windows("one", [1])], options, 512)["default"] == 2
 
 
 def test_fine_tune_on_a_new_action_space(tmp_path, data_root, mixed_run):
