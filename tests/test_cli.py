@@ -41,6 +41,10 @@ MISTAKES = {
         ["evaluate", "--model", "random", "--tasks", "mujoco", "--episodes", "0"],
         "--episodes",
     ),
+    "evaluate-odd-context-window": (
+        ["evaluate", "--model", "random", "--tasks", "mujoco", "--context-window", "5"],
+        "--context-window must be an even",
+    ),
     "collect-no-arguments": (["collect"], "--task is required"),
     "collect-unknown-task": (["collect", "--task", "babyai-go-to-redball"], "Did you mean"),
     "collect-trust-pickle-misuse": (

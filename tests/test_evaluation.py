@@ -486,6 +486,32 @@ def test_cli_random_policy(monkeypatch, tmp_path):
     assert data["tasks"]["cp1"]["expert_normalized"]["status"] == "unavailable"
 
 
+def test_cli_context_window_reaches_the_policy(monkeypatch, tmp_path):
+    from jat_policy.wrappers.generic import wrap_env
+    from tests.conftest import save_tiny_jat
+
+    wrapped = lambda task: wrap_env(cartpole(task))  # noqa: E731
+    monkeypatch.setattr(evaluation.rollout, "_default_env_fn", lambda env_kwargs: wrapped)
+    built = []
+    real = evaluation.rollout.jat_policy_factory
+
+    def spy(model_dir, precision=None, **kwargs):
+        factory = real(model_dir, precision=precision, **kwargs)
+
+        def policy_for(task, env):
+            built.append(factory(task, env))
+            return built[-1]
+
+        return policy_for
+
+    monkeypatch.setattr(evaluation.cli, "jat_policy_factory", spy)
+    model, out = save_tiny_jat(tmp_path / "model"), tmp_path / "eval.json"
+    argv = ["--model", str(model), "--tasks", "cp", "--episodes", "2", "--context-window", "6"]
+    assert evaluation.cli_main(argv + ["--output", str(out), "--bootstrap-reps", "20", "--no-progress"]) == 0
+    assert [policy.context_window for policy in built] == [6]
+    assert json.loads(out.read_text())["provenance"]["model"]["context_window"] == 6
+
+
 def test_cli_needs_model_and_tasks(capsys):
     assert evaluation.cli_main(["--tasks", "cp"]) == 2
     assert "--model" in capsys.readouterr().err

@@ -35,6 +35,13 @@ class EvaluateArgs:
         default="",
         metadata={"help": "fp32|bf16|int8 weights, quantised at load (default: fp32 on CPU, bf16 on CUDA)"},
     )
+    context_window: int = field(
+        default=0,
+        metadata={
+            "help": "timesteps of each env's rolling context, even (default 0: the longest window the checkpoint "
+            "was trained on, from its config)"
+        },
+    )
     output: str = field(
         default="", metadata={"help": "JSON path (default: <model>/evaluations.json, or ./evaluations.json)"}
     )
@@ -86,12 +93,20 @@ def cli_main(argv: list[str] | None = None) -> int:
         return usage_error(
             "jat-policy evaluate", f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision!r}"
         )
+    if args.context_window and (args.context_window < 2 or args.context_window % 2):
+        message = f"--context-window must be an even number of timesteps >= 2, got {args.context_window}"
+        return usage_error("jat-policy evaluate", message)
     is_random = args.model == "random"
     if args.update_card and (is_random or not (Path(args.model) / CARD_NAME).is_file()):
         message = f"--update-card needs a checkpoint directory with a {CARD_NAME} model card, got --model {args.model}"
         return usage_error("jat-policy evaluate", message)
     precision = args.precision or None
-    policy = random_policy_factory(args.seed) if is_random else jat_policy_factory(args.model, precision=precision)
+    window = {"context_window": args.context_window} if args.context_window else {}
+    if is_random:
+        policy, info = random_policy_factory(args.seed), {"path": args.model}
+    else:
+        policy = jat_policy_factory(args.model, precision=precision, **window)
+        info = {"path": args.model, "precision": precision or "default", **window}
     result = evaluate(
         policy,
         args.tasks,
@@ -102,7 +117,7 @@ def cli_main(argv: list[str] | None = None) -> int:
         dataset_path=args.dataset or None,
         bootstrap_reps=args.bootstrap_reps,
         progress=args.progress,
-        model_info={"path": args.model} if is_random else {"path": args.model, "precision": precision or "default"},
+        model_info=info,
         checkpoint_references=args.checkpoint_references,
         video_dir=args.video or None,
     )
