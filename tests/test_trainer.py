@@ -217,16 +217,11 @@ def test_the_policy_context_is_the_longest_window_trained_on():
     long = [*short, _windows("metaworld", [64, 64, 20], key="continuous_observations")]
     assert fitted_windows(long, options, 512) == {"default": 64, "image": 4}
     atari = [_windows("atari", [4, 3], key="image_observations")]
-    assert fitted_windows(atari, TrainOptions(tasks=["a"], window=64, atari_window=8), 512) == {
-        "default": 64,
-        "image": 4,
-    }
+    wide = TrainOptions(tasks=["a"], window=64, atari_window=8)
+    assert fitted_windows(atari, wide, 512) == {"default": 64, "image": 4}
     # a fine-tuned checkpoint keeps what its earlier training fitted; nothing exceeds the positions
     assert fitted_windows(short, options, 512, earlier={"default": 256, "image": 32}) == {"default": 256, "image": 32}
-    assert fitted_windows(long, TrainOptions(tasks=["a"], window=64, atari_window=4), 100) == {
-        "default": 50,
-        "image": 4,
-    }
+    assert fitted_windows(long, options, 100) == {"default": 50, "image": 4}
     assert fitted_windows([_windows("one", [1])], options, 512)["default"] == 2
 
 
