@@ -85,6 +85,7 @@ Earlier runs kept beside it:
     # (on the 90,000-episode data today's code repeats that hour's step-1 loss bit for bit): 54,758 steps, 0.806
     # (94% success; evaluated with a 30-step context, the longest episode trained on, the new default), train /
     # held-out p(a) 0.913 / 0.879 against 0.975 / 0.923: the same recipe, one data order apart, lands far apart.
+    # (--train-seed N repeats a run with another init and data order on the same data and evaluation episodes.)
     OMP_NUM_THREADS=2 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 2 \
         --budget-minutes 60 --episodes 100000 --data runs/learning/local6/data --scratch runs/learning/local10 \
         --results benchmarks/results/go-to-local-98k
@@ -205,6 +206,13 @@ class Args:
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
+    train_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the model's init and the data order only (default: --seed): repeated runs on the same "
+            "data and evaluation episodes, to tell a recipe from one draw."
+        },
+    )
     workers: int = field(default=2, metadata={"help": "Processes collecting expert episodes."})
     merge: bool = field(
         default=False,
@@ -313,7 +321,7 @@ def train_options(
         observation_loss_coef=args.observation_loss_coef,
         dropout=args.dropout,
         weight_decay=args.weight_decay,
-        seed=args.seed,
+        seed=args.seed if args.train_seed is None else args.train_seed,
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,
         learning_rate=args.learning_rate,

@@ -77,6 +77,13 @@ def test_predict_latency_quick_writes_report_with_floor(tmp_path, schedule):
                 assert ours["steps"] == 3 and run["reference"]["steps"] == 2 and run["full_window"]["steps"] == 1
 
 
+def test_learning_train_seed_moves_only_init_and_data_order(tmp_path):
+    learning = _load_learning()
+    same = learning.train_options(learning.Args(seed=3), ["babyai-go-to-local"], tmp_path, tmp_path)
+    other = learning.train_options(learning.Args(seed=3, train_seed=7), ["babyai-go-to-local"], tmp_path, tmp_path)
+    assert same.seed == 3 and other.seed == 7  # collection and evaluation keep args.seed (3)
+
+
 def test_single_budget_split():
     learning = _load_learning()
     tasks = ["a", "b", "c"]
