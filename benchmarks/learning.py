@@ -84,8 +84,16 @@ Earlier runs kept beside it:
     # training episodes; its data collected alone on 2 workers in 312 s), the same seed and training arithmetic
     # (on the 90,000-episode data today's code repeats that hour's step-1 loss bit for bit): 54,758 steps, 0.806
     # (94% success; evaluated with a 30-step context, the longest episode trained on, the new default), train /
-    # held-out p(a) 0.913 / 0.879 against 0.975 / 0.923: the same recipe, one data order apart, lands far apart.
-    # (--train-seed N repeats a run with another init and data order on the same data and evaluation episodes.)
+    # held-out p(a) 0.913 / 0.879 against 0.975 / 0.923.
+    # go-to-local-seeds/ and generalisation_seeds.json: 25 minutes on those 98,000 episodes, one thread each, both at
+    # once, --train-seed 0 and 1 (another init and data order; the same data and evaluation episodes): 0.706 / 0.705,
+    # held-out p(a) 0.818 / 0.840
+    OMP_NUM_THREADS=1 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 1 \
+        --budget-minutes 25 --episodes 100000 --train-seed 1 --data runs/learning/local6/data \
+        --scratch runs/learning/seed1 --results benchmarks/results/go-to-local-seeds/seed1
+    python benchmarks/generalisation.py --data runs/learning/local6/data --task babyai-go-to-local \
+        --checkpoints runs/learning/seed0/runs/single-babyai-go-to-local/final,\
+    runs/learning/seed1/runs/single-babyai-go-to-local/final --out benchmarks/results/generalisation_seeds.json
     OMP_NUM_THREADS=2 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 2 \
         --budget-minutes 60 --episodes 100000 --data runs/learning/local6/data --scratch runs/learning/local10 \
         --results benchmarks/results/go-to-local-98k
