@@ -85,6 +85,12 @@ Earlier runs kept beside it:
     # (on the 90,000-episode data today's code repeats that hour's step-1 loss bit for bit): 54,758 steps, 0.806
     # (94% success; evaluated with a 30-step context, the longest episode trained on, the new default), train /
     # held-out p(a) 0.913 / 0.879 against 0.975 / 0.923.
+    OMP_NUM_THREADS=2 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 2 \
+        --budget-minutes 60 --episodes 100000 --data runs/learning/local6/data --scratch runs/learning/local10 \
+        --results benchmarks/results/go-to-local-98k
+    python benchmarks/generalisation.py --data runs/learning/local6/data --task babyai-go-to-local \
+        --checkpoints runs/learning/local10/runs/single-babyai-go-to-local/checkpoint-45000,\
+    runs/learning/local10/runs/single-babyai-go-to-local/final --out benchmarks/results/generalisation_98k.json
     # go-to-local-seeds/ and generalisation_seeds.json: 25 minutes on those 98,000 episodes, one thread each, both at
     # once, --train-seed 0 and 1 (another init and data order; the same data and evaluation episodes): 0.706 / 0.705,
     # held-out p(a) 0.818 / 0.840
@@ -94,12 +100,6 @@ Earlier runs kept beside it:
     python benchmarks/generalisation.py --data runs/learning/local6/data --task babyai-go-to-local \
         --checkpoints runs/learning/seed0/runs/single-babyai-go-to-local/final,\
     runs/learning/seed1/runs/single-babyai-go-to-local/final --out benchmarks/results/generalisation_seeds.json
-    OMP_NUM_THREADS=2 python benchmarks/learning.py --configs single --babyai-tasks babyai-go-to-local --threads 2 \
-        --budget-minutes 60 --episodes 100000 --data runs/learning/local6/data --scratch runs/learning/local10 \
-        --results benchmarks/results/go-to-local-98k
-    python benchmarks/generalisation.py --data runs/learning/local6/data --task babyai-go-to-local \
-        --checkpoints runs/learning/local10/runs/single-babyai-go-to-local/checkpoint-45000,\
-    runs/learning/local10/runs/single-babyai-go-to-local/final --out benchmarks/results/generalisation_98k.json
     # go-to-local-context/: both hours' final checkpoints, 1,000 sampled episodes with a 64- and a 30-step context
     # (<run>_w<W>.json; local4: the 90,000-episode hour, local10: the 98,000 one)
     jat-policy evaluate --model runs/learning/local4/runs/single-babyai-go-to-local/final --tasks babyai-go-to-local \
