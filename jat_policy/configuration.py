@@ -37,6 +37,10 @@ def _preset(
 # model's 768 // 50 = 15.
 _CPU_PRESET = dict(discrete_slot_size=16, bos_token_id=None, eos_token_id=None)
 
+REFERENCE_TRAINING_WINDOWS = {"image": 32, "default": 256}
+"""The reference's training windows in timesteps (Atari frames, every other domain): the record of a checkpoint
+whose ``training_windows`` is ``None`` (the released one)."""
+
 # Presets: name -> overrides of the defaults. "jat-small" is exactly the released model.
 _PRESETS: dict[str, dict[str, Any]] = {
     "jat-small": _preset(50257, 512, 768, 12, 12),
@@ -175,6 +179,11 @@ class JatConfig(GPTNeoConfig):
                 f"above the {MAX_PARAMETERS / 1e9:.0f}B limit (jat-small: 0.19B). A typo in a size? To build it "
                 "anyway, raise jat_policy.configuration.MAX_PARAMETERS."
             )
+
+    def recorded_training_windows(self) -> dict[str, int]:
+        """``training_windows`` per kind; the reference's (:data:`REFERENCE_TRAINING_WINDOWS`) where none is set."""
+        record = self.training_windows or {}
+        return {kind: int(record.get(kind) or reference) for kind, reference in REFERENCE_TRAINING_WINDOWS.items()}
 
     @classmethod
     def preset_names(cls) -> list[str]:

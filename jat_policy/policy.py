@@ -80,8 +80,6 @@ __all__ = [
     "space_to_json",
 ]
 
-ATARI_CONTEXT_WINDOW = 32  # timesteps; training windows were 32 steps for Atari (images) ...
-DEFAULT_CONTEXT_WINDOW = 256  # ... and 256 steps for every other domain
 _GYM_TUPLE_MESSAGE = (
     "You passed a tuple (observation, info) to predict() instead of the observation dict. You are probably mixing "
     "Gym API with SB3 VecEnv API, i.e. mixing the Gymnasium API with SB3's VecEnv API: `obs, info = env.reset()` "
@@ -237,10 +235,9 @@ class JatPolicy:
         if context_window is None:
             # A model sees at evaluation the longest context it was trained on: positions past it were never
             # fitted (the trainer records its longest windows in the config, trainers.bc.fitted_windows).
-            image = self.observation_key == "image_observation"
-            default = ATARI_CONTEXT_WINDOW if image else DEFAULT_CONTEXT_WINDOW
-            trained = (self.model.config.training_windows or {}).get("image" if image else "default")
-            context_window = min(int(trained or default), limit - limit % 2)
+            kind = "image" if self.observation_key == "image_observation" else "default"
+            trained = self.model.config.recorded_training_windows()[kind]
+            context_window = min(trained, limit - limit % 2)
             context_window -= context_window % 2
         if not isinstance(context_window, int | np.integer) or context_window < 2 or context_window % 2:
             raise ValueError(f"context_window must be an even int >= 2 (timesteps), got {context_window!r}.")

@@ -465,12 +465,8 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     args = build_training_arguments(options, options.learning_rate)
     windows = [load_task_windows(name, options, processor, model.config.max_position_embeddings) for name in names]
     # Saved with every checkpoint: JatPolicy's default context is the longest window the model was trained on.
-    earlier = None
-    if options.model not in JatConfig.preset_names():  # fine-tuning: None is the reference's record
-        from jat_policy.policy import ATARI_CONTEXT_WINDOW, DEFAULT_CONTEXT_WINDOW
-
-        reference = {"image": ATARI_CONTEXT_WINDOW, "default": DEFAULT_CONTEXT_WINDOW}
-        earlier = model.config.training_windows or reference
+    fine_tuning = options.model not in JatConfig.preset_names()
+    earlier = model.config.recorded_training_windows() if fine_tuning else None
     model.config.training_windows = fitted_windows(windows, options, model.config.max_position_embeddings, earlier)
     trainer = JatTrainer(
         model=model,
