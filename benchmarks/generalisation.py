@@ -157,8 +157,8 @@ def main() -> None:
     first, processor = load_model_and_processor(args.checkpoints[0])  # the checkpoints share one processor
     sides = {"train": Batches(args, args.data, first, processor), "heldout": Batches(args, heldout, first, processor)}
     results = {}
-    for checkpoint in args.checkpoints:
-        model = JatModel.from_pretrained(checkpoint).eval()
+    for index, checkpoint in enumerate(args.checkpoints):
+        model = (first if index == 0 else JatModel.from_pretrained(checkpoint)).eval()  # the first is loaded already
         results[checkpoint] = {side: fit(model, batches) for side, batches in sides.items()}
         measured = results[checkpoint]
         row = "  ".join(f"{side} " + " ".join(f"{v:.4f}" for v in res.values()) for side, res in measured.items())
