@@ -210,6 +210,10 @@ class Args:
         default=None,
         metadata={"help": "Embedding, attention and residual dropout (default: the preset's 0.0)."},
     )
+    num_layers: int | None = field(
+        default=None,
+        metadata={"help": "Transformer blocks of the preset, alternating global / local (default: the preset's)."},
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
@@ -328,6 +332,7 @@ def train_options(
         atari_window=args.atari_window,
         observation_loss_coef=args.observation_loss_coef,
         dropout=args.dropout,
+        num_layers=args.num_layers,
         weight_decay=args.weight_decay,
         seed=args.seed if args.train_seed is None else args.train_seed,
         lr_scheduler="constant_with_warmup",

@@ -12,6 +12,17 @@ from huggingface_hub.dataclasses import strict
 from transformers import GPTNeoConfig
 
 
+def alternating_attention(num_layers: int) -> list:
+    """GPT-Neo ``attention_types`` alternating global and local layers, a global one first (every released JAT's).
+
+    An odd count ends on a global layer. Raises ``ValueError`` for fewer than one layer.
+    """
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}.")
+    types: list = [[["global", "local"], num_layers // 2]] if num_layers >= 2 else []
+    return types + [[["global"], 1]] if num_layers % 2 else types
+
+
 def _preset(
     vocab_size: int, max_position_embeddings: int, hidden_size: int, num_layers: int, num_heads: int, **extra: Any
 ) -> dict[str, Any]:
@@ -25,7 +36,7 @@ def _preset(
         max_position_embeddings=max_position_embeddings,
         hidden_size=hidden_size,
         num_layers=num_layers,
-        attention_types=[[["global", "local"], num_layers // 2]],
+        attention_types=alternating_attention(num_layers),
         num_heads=num_heads,
         max_discrete_value=212,
         **extra,

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import DataLoader
 from transformers import PrinterCallback, Trainer
 
-from jat_policy.configuration import JatConfig
+from jat_policy.configuration import JatConfig, alternating_attention
 from jat_policy.modeling import WEIGHTS_NAME, JatModel
 from jat_policy.trainers.options import (
     TrainOptions,
@@ -91,7 +91,11 @@ _TEXT_DOMAIN = "text"
 
 
 def load_model_and_processor(
-    model: str, seed: int = 0, observation_loss_coef: float | None = None, dropout: float | None = None
+    model: str,
+    seed: int = 0,
+    observation_loss_coef: float | None = None,
+    dropout: float | None = None,
+    num_layers: int | None = None,
 ) -> tuple[JatModel, JatProcessor]:
     """A fresh preset model (seeded) or a checkpoint, with its processor.
 
@@ -100,6 +104,7 @@ def load_model_and_processor(
         seed: Seed of a fresh model's init.
         observation_loss_coef: Overrides κ in the config when given.
         dropout: Overrides the embedding, attention and residual dropout (GPT-Neo's three) when given.
+        num_layers: Transformer blocks of a fresh preset model (alternating global / local attention), when given.
 
     Returns:
         ``(model, processor)``.
@@ -114,6 +119,13 @@ def load_model_and_processor(
         overrides["observation_loss_coef"] = observation_loss_coef
     if dropout is not None:
         overrides |= {name: dropout for name in ("embed_dropout", "attention_dropout", "resid_dropout")}
+    if num_layers is not None:
+        if model not in JatConfig.preset_names():
+            raise ValueError(
+                f"num_layers={num_layers} sizes a model trained from scratch, but {model!r} is a checkpoint, whose "
+                "layers are fixed: drop --num-layers, or pass a preset name as --model."
+            )
+        overrides |= {"num_layers": num_layers, "attention_types": alternating_attention(num_layers)}
     set_seed(seed)
     if model in JatConfig.preset_names():
         config = JatConfig.from_preset(model, **overrides)
@@ -458,7 +470,7 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     if options.num_threads:
         torch.set_num_threads(options.num_threads)
     model, processor = load_model_and_processor(
-        options.model, options.seed, options.observation_loss_coef, options.dropout
+        options.model, options.seed, options.observation_loss_coef, options.dropout, options.num_layers
     )
     if options.learning_rate is None:
         options = dataclasses.replace(options, learning_rate=default_learning_rate(model.config.hidden_size))

@@ -79,6 +79,13 @@ class TrainOptions:
             "(default: the model config's; 0.0 in every preset, as in the released model)."
         },
     )
+    num_layers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Transformer blocks of a preset trained from scratch, alternating global and local attention "
+            "like every preset (default: the preset's; jat-tiny 2, jat-mini 4)."
+        },
+    )
     window: int | None = field(
         default=None,
         metadata={
@@ -156,6 +163,8 @@ class TrainOptions:
             raise ValueError(f"observation_loss_coef must be >= 0, got {self.observation_loss_coef}.")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout}.")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1 transformer block, got {self.num_layers}.")
         if self.bf16 not in ("auto", "yes", "no"):
             raise ValueError(f"bf16 must be 'auto', 'yes' or 'no', got {self.bf16!r}.")
 
