@@ -18,6 +18,7 @@ from datasets import Dataset, DatasetDict
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from jat_policy.configuration import JatConfig
 from jat_policy.data import EpisodeSchema, get_features
 from jat_policy.modeling import JatModel
 from jat_policy.processing import JatProcessor
@@ -309,6 +310,28 @@ def test_options_are_validated(tmp_path, data_root):
         train(_options(tmp_path, tasks=["metaworld-rech"]))
     with pytest.raises(ValueError, match=r"dropout must be a probability in \[0, 1\), got 10"):
         train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), dropout=10))
+    with pytest.raises(ValueError, match="num_layers must be >= 1 transformer block, got 0"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), num_layers=0))
+
+
+def test_num_layers_sets_a_fresh_presets_depth_and_refuses_a_checkpoint(tmp_path, data_root, tiny_model_dir):
+    final = train(
+        _options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), max_steps=2, num_layers=3)
+    )
+    model = JatModel.from_pretrained(final)
+    assert len(model.transformer.h) == 3
+    assert model.config.attention_layers == ["global", "local", "global"]  # alternating, as in every preset
+    assert model.config.hidden_size == JatConfig.from_preset("jat-tiny").hidden_size  # only the depth changed
+    with pytest.raises(ValueError, match="is a checkpoint, whose layers are fixed"):
+        train(
+            _options(
+                tmp_path / "ft",
+                tasks=["metaworld-reach"],
+                data=str(data_root / "fixed"),
+                model=str(tiny_model_dir),
+                num_layers=4,
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------------------- processes
