@@ -401,3 +401,26 @@ def test_attention_stays_fp32_under_bf16_autocast(monkeypatch) -> None:
         out = model(discrete_observations=torch.randint(0, 64, (2, 3, 212)), discrete_actions=torch.zeros(2, 3).long())
     assert seen and all(dtype == torch.float32 and not autocast for dtype, autocast in seen)
     assert torch.isfinite(out.loss)
+
+
+def test_the_policy_steps_attention_equals_sdpa_and_stays_finite_on_masked_rows() -> None:
+    from jat_policy.backbone import GPTNeoSelfAttentionCore, build_attention_bias
+
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, queries, keys, head_dim = 3, 4, 2, 40, 16
+    # a policy step's shapes: keys/values are a column slice of a larger preallocated buffer (a strided view)
+    buffer = torch.randn(2, rows, heads, keys + 16, head_dim, generator=gen) * 3
+    k, v = buffer[0, :, :, :keys], buffer[1, :, :, :keys]
+    q = torch.randn(rows, queries, heads, head_dim, generator=gen).transpose(1, 2) * 3  # (B, heads, T, hd)
+    lengths = torch.tensor([keys, 17, 0])  # a full row, a shorter one, and an idle row (every key invalid)
+    q_pos = torch.stack([lengths - 2, lengths - 1], dim=1).clamp(min=0)
+    q_pos[2] = torch.tensor([keys + 14, keys + 15])  # the idle row's placeholder tokens sit in the last columns
+    k_pos = torch.arange(keys).expand(rows, -1)
+    for window in (None, 8):  # global, and local: the idle row's keys are then all masked twice (-inf logits)
+        bias = build_attention_bias(q_pos, k_pos, k_pos < lengths[:, None], window)
+        assert torch.isinf(bias[2]).all() == (window is not None)
+        step = GPTNeoSelfAttentionCore._attend_step(q, k, v, bias)
+        sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        assert step.shape == (rows, heads, queries, head_dim)
+        assert torch.isfinite(step).all()
+        torch.testing.assert_close(step[:2], sdpa[:2], rtol=0, atol=1e-5)  # the rows whose outputs are used
