@@ -36,6 +36,7 @@ MISTAKES = {
     "train-missing-data": (["train", "--tasks", "babyai-go-to-red-ball", "--data", "/nope/data"], "does not exist"),
     "train-bad-int": (["train", "--max-steps", "abc"], "invalid int value: 'abc'"),
     "train-bad-choice": (["train", "--tasks", "mujoco", "--bf16", "maybe"], "invalid choice: 'maybe'"),
+    "train-no-layers": (["train", "--tasks", "mujoco", "--num-layers", "0"], "num_layers must be >= 1"),
     "evaluate-no-arguments": (["evaluate"], "--model"),
     "evaluate-zero-episodes": (
         ["evaluate", "--model", "random", "--tasks", "mujoco", "--episodes", "0"],
