@@ -209,11 +209,14 @@ class JatConfig(GPTNeoConfig):
             name: One of ``jat-small`` (the released model, 192,701,771 parameters), ``jat-medium``,
                 ``jat-large`` (the reference's bigger presets), ``jat-mini`` or ``jat-tiny`` (small,
                 CPU-trainable).
-            **overrides: Fields to change, e.g. ``observation_loss_coef=0.0``.
+            **overrides: Fields to change, e.g. ``observation_loss_coef=0.0``. A ``num_layers`` without
+                ``attention_types`` alternates global and local layers, as every preset does.
 
         Returns:
             The configuration.
         """
         if name not in _PRESETS:
             raise ValueError(f"Unknown preset {name!r}; choose one of {', '.join(_PRESETS)}.")
+        if "num_layers" in overrides and "attention_types" not in overrides:
+            overrides["attention_types"] = alternating_attention(overrides["num_layers"])
         return cls(**{**_PRESETS[name], **overrides})

@@ -160,6 +160,14 @@ def test_wrong_config_json_is_a_value_error_naming_file_and_field(tmp_path, cont
     assert str(tmp_path / "config.json") in str(error.value)
 
 
+def test_a_presets_depth_override_alternates_global_and_local_layers() -> None:
+    for layers, kinds in ((1, ["global"]), (3, ["global", "local", "global"]), (4, ["global", "local"] * 2)):
+        config = JatConfig.from_preset("jat-tiny", num_layers=layers)
+        assert config.num_layers == layers and config.attention_layers == kinds
+    explicit = JatConfig.from_preset("jat-tiny", num_layers=2, attention_types=[[["local"], 2]])
+    assert explicit.attention_layers == ["local", "local"]  # given attention_types win
+
+
 def test_parameter_estimate_matches_the_built_models() -> None:
     from jat_policy.configuration import MAX_PARAMETERS, estimate_num_parameters
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import DataLoader
 from transformers import PrinterCallback, Trainer
 
-from jat_policy.configuration import JatConfig, alternating_attention
+from jat_policy.configuration import JatConfig
 from jat_policy.modeling import WEIGHTS_NAME, JatModel
 from jat_policy.trainers.options import (
     TrainOptions,
@@ -125,7 +125,7 @@ def load_model_and_processor(
                 f"num_layers={num_layers} sizes a model trained from scratch, but {model!r} is a checkpoint, whose "
                 "layers are fixed: drop --num-layers, or pass a preset name as --model."
             )
-        overrides |= {"num_layers": num_layers, "attention_types": alternating_attention(num_layers)}
+        overrides["num_layers"] = num_layers  # the preset alternates global and local attention over them
     set_seed(seed)
     if model in JatConfig.preset_names():
         config = JatConfig.from_preset(model, **overrides)
