@@ -59,9 +59,9 @@ into one dataset folder at once):
         --data runs/learning/multi6/data --scratch runs/learning/multi7 --results benchmarks/results/multi4-2t
 The two learning.py runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
 Earlier runs kept beside it:
-    # multi4/: the same multi options on one thread beside the GoToLocal run below, 37 minutes: collection 13.5 min
-    # (the other three tasks' data reused from an earlier run of the same options), training 21,361 steps,
-    # evaluation 17 min; red-ball 0.9896
+    # multi4/: the same multi options on one thread beside the go-to-local-alone-amx/ run below, 37 minutes:
+    # collection 13.5 min (the other three tasks' data reused from an earlier run of the same options), training
+    # 21,361 steps, evaluation 17 min; red-ball 0.9896
     OMP_NUM_THREADS=1 python benchmarks/learning.py --configs multi --threads 1 --workers 2 --budget-minutes 37 \
         --episodes 100000 --metaworld-episodes 500 --mujoco-episodes 100 --atari-episodes 30 \
         --atari-eval-episodes 30 --observation-loss-coef 0 --bf16 yes \
