@@ -279,19 +279,25 @@ def resolve_device(device: str) -> str:
 class TimeBudget(TrainerCallback):
     """Anneals the LR linearly to 0 over a wall-clock budget and stops training when it is spent.
 
-    With the trainer's ``constant_with_warmup`` schedule, each step's LR becomes the scheduled one times the
-    budget fraction left, so training uses the whole budget with a decayed LR whatever this machine's speed
-    (a step-count schedule either ends early on a fast machine or stops before decaying on a slow one).
+    With the trainer's ``constant_with_warmup`` schedule (a ``LambdaLR``), each of the scheduler's factors is
+    multiplied by the budget fraction left, so training uses the whole budget with a decayed LR whatever this
+    machine's speed (a step-count schedule either ends early on a fast machine or stops before decaying on a slow
+    one). The scheduler itself computes the annealed LR, so the LR the trainer logs (progress line, TensorBoard)
+    is the one the optimiser uses.
     """
 
     def __init__(self, seconds: float) -> None:
         self.seconds, self.start, self.steps = seconds, time.perf_counter(), 0
 
-    def on_step_begin(self, args, state, control, optimizer=None, lr_scheduler=None, **kwargs):  # noqa: D102
-        left = max(0.0, 1.0 - (time.perf_counter() - self.start) / self.seconds)
-        if optimizer is not None and lr_scheduler is not None:
-            for group, scheduled in zip(optimizer.param_groups, lr_scheduler.get_last_lr(), strict=True):
-                group["lr"] = scheduled * left
+    def left(self) -> float:
+        """The fraction of the budget not yet spent, in [0, 1]."""
+        return max(0.0, 1.0 - (time.perf_counter() - self.start) / self.seconds)
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):  # noqa: D102
+        factors = getattr(lr_scheduler, "lr_lambdas", None)
+        if factors is None:
+            raise TypeError(f"TimeBudget anneals a LambdaLR's factors; the trainer's scheduler is {lr_scheduler!r}.")
+        lr_scheduler.lr_lambdas = [lambda step, factor=factor: factor(step) * self.left() for factor in factors]
         return control
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102

@@ -26,7 +26,7 @@ def _load_learning():
     return module
 
 
-def test_time_budget_anneals_lr_with_wall_clock_and_stops():
+def test_time_budget_anneals_lr_with_wall_clock_logs_it_and_stops():
     import torch
     from transformers import TrainerControl, TrainerState
 
@@ -35,21 +35,26 @@ def test_time_budget_anneals_lr_with_wall_clock_and_stops():
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # constant (after warm-up)
     budget = learning.TimeBudget(100.0)
     state, control = TrainerState(), TrainerControl()
+    budget.on_train_begin(None, state, control, lr_scheduler=scheduler)
     budget.start -= 25.0  # a quarter of the budget spent
-    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.75, rel=1e-3)
     optimizer.step()
-    scheduler.step()  # the trainer's order; the scheduler restores its own LR, so scaling never compounds
+    scheduler.step()  # the trainer's order: the next step's LR is set here
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.75, rel=1e-3)
+    assert scheduler.get_last_lr()[0] == optimizer.param_groups[0]["lr"]  # what the trainer logs
     budget.start -= 50.0
-    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    optimizer.step()
+    scheduler.step()  # the factor is recomputed from the schedule each step, so scaling never compounds
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * 0.25, rel=1e-3)
     state.global_step = 7
     assert not budget.on_step_end(None, state, control).should_training_stop
     budget.start -= 30.0  # over budget: LR 0 and stop
-    budget.on_step_begin(None, state, control, optimizer=optimizer, lr_scheduler=scheduler)
+    optimizer.step()
+    scheduler.step()
     assert optimizer.param_groups[0]["lr"] == 0.0
     assert budget.on_step_end(None, state, control).should_training_stop
     assert budget.steps == 7
+    with pytest.raises(TypeError, match="LambdaLR"):
+        budget.on_train_begin(None, state, control, lr_scheduler=object())
 
 
 @pytest.mark.benchmark
