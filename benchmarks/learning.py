@@ -238,6 +238,14 @@ class Args:
         metadata={"help": "Transformer blocks of the preset, alternating global / local (default: the preset's)."},
     )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "none, or mirror: BabyAI tasks also train on each episode's left-right mirror image (a change to "
+            "the paper's data: report such runs apart).",
+            "choices": ["none", "mirror"],
+        },
+    )
     eval_episodes: int = field(default=300, metadata={"help": "Evaluation episodes per task (>= 50)."})
     eval_envs: int = field(default=10, metadata={"help": "Envs per task stepped together during evaluation."})
     seed: int = field(default=0, metadata={"help": "Seed of collection, training and evaluation."})
@@ -363,6 +371,7 @@ def train_options(
         dropout=args.dropout,
         num_layers=args.num_layers,
         weight_decay=args.weight_decay,
+        augment=args.augment,
         seed=args.seed if args.train_seed is None else args.train_seed,
         lr_scheduler="constant_with_warmup",
         warmup=args.warmup_steps,

@@ -16,8 +16,17 @@ Results: ``benchmarks/results/precision_fidelity.json`` and a Markdown table ``p
 
 Usage::
 
-    python benchmarks/precision_fidelity.py                          # the multi checkpoint of runs/bf16 (~5 min)
+    python benchmarks/precision_fidelity.py                          # the checkpoint trained below (~15 min)
     python benchmarks/precision_fidelity.py --checkpoint DIR --data DATA_DIR --tasks a b --episodes 100
+
+The committed table's checkpoint: one jat-tiny over a discrete task and two continuous ones, trained by the learning
+benchmark for 20 minutes in fp32 on both cores (``runs/fidelity/``), then this script with its defaults::
+
+    OMP_NUM_THREADS=2 python benchmarks/learning.py --configs multi --threads 2 --workers 2 --bf16 no \
+        --multi-tasks babyai-go-to-red-ball,metaworld-reach,mujoco-pendulum --budget-minutes 20 --episodes 20000 \
+        --metaworld-episodes 1000 --mujoco-episodes 100 --scratch runs/fidelity/scratch \
+        --results runs/fidelity/results
+    python benchmarks/precision_fidelity.py --threads 2
 """
 
 from __future__ import annotations
@@ -41,17 +50,17 @@ from jat_policy.evaluation.scores import aggregate_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CHECKPOINT = ROOT / "runs" / "bf16" / "fp32" / "runs" / "multi" / "final"  # jat-tiny, bf16_training.py's fp32 run
-DATA = ROOT / "runs" / "bf16" / "data"
+CHECKPOINT = ROOT / "runs" / "fidelity" / "scratch" / "runs" / "multi" / "final"  # jat-tiny, trained as above
+DATA = ROOT / "runs" / "fidelity" / "scratch" / "data"
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(CHECKPOINT), help="trained checkpoint directory (fp32)")
     parser.add_argument("--data", default=str(DATA), help="folder with one dataset per task (reference scores)")
-    parser.add_argument("--tasks", nargs="+", default=["babyai-go-to-red-ball", "metaworld-reach"])
+    parser.add_argument("--tasks", nargs="+", default=["babyai-go-to-red-ball", "metaworld-reach", "mujoco-pendulum"])
     parser.add_argument("--precisions", nargs="+", default=["bf16", "int8"], choices=["bf16", "int8"])
-    parser.add_argument("--episodes", type=int, default=50, help="episodes per task and precision (>= 50)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per task and precision (>= 50)")
     parser.add_argument("--n-envs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20_000_000, help="episode k starts from reset(seed + k)")
     parser.add_argument("--threads", type=int, default=1)

@@ -5,7 +5,8 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
 
 * ``"fp32"``: exact (every action equals the fp32 full forward); the CPU default.
 * ``"bf16"``: bf16 weights, activations and KV cache (attention logits stay fp32, as GPT-Neo computes them); the CUDA
-  default (chosen by issue 15 for GPUs, not measured here: no GPU was available).
+  default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with native bf16
+  (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning says so).
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
   layers; embeddings, encoders, heads and the KV cache stay fp32. CPU only. (A bf16 KV cache would halve its memory,
   but torch's CPU flash attention was no faster in bf16 than in fp32 here: best of 30 calls, 12 heads x 2 queries x
@@ -29,6 +30,7 @@ weight scales ran at the same speed (37.5 / 174 ms) and are not used. A hidden-6
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import TYPE_CHECKING
 
@@ -36,9 +38,33 @@ if TYPE_CHECKING:  # torch loads on use, so the CLI can validate --precision wit
     import torch
     from torch import nn
 
-__all__ = ["PRECISIONS", "apply_precision", "kv_cache_dtype", "precision_of", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "apply_precision",
+    "cpu_supports_bf16",
+    "kv_cache_dtype",
+    "precision_of",
+    "resolve_precision",
+]
 
 PRECISIONS = ("fp32", "bf16", "int8")
+
+# oneDNN ISA caps below AVX512_CORE_BF16: under ONEDNN_MAX_CPU_ISA=<one of these>, torch's CPU kernels emulate bf16
+_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is far slower than fp32.
+
+    ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's own switch) makes a bf16 machine compute as an AVX2-only one, and this
+    then answers ``False``: the way to test the no-bf16 path on bf16 hardware.
+    """
+    import torch
+
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_ISAS_WITHOUT_BF16:
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
 def precision_of(model: nn.Module) -> str:
@@ -55,15 +81,27 @@ def resolve_precision(precision: str | None, model: nn.Module, device: torch.dev
 
     Raises:
         ValueError: For an unknown precision, or int8 on a non-CPU device.
+
+    Warns:
+        UserWarning: For bf16 on a CPU without native bf16 (:func:`cpu_supports_bf16`), where it is slower than fp32.
     """
     if precision is None:
-        return "bf16" if device.type == "cuda" else precision_of(model)
-    if precision not in PRECISIONS:
+        precision = "bf16" if device.type == "cuda" else precision_of(model)
+    elif precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
     if precision == "int8" and device.type != "cpu":
         raise ValueError(
             f"precision='int8' runs on the CPU only (dynamic quantisation kernels), but the model is on {device}: use "
             "precision='bf16' on a GPU."
+        )
+    if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
+        warnings.warn(
+            "precision='bf16' on a CPU without native bf16 (no AVX-512 BF16 or AMX): torch emulates bf16 matmuls "
+            "here, which makes a step slower than fp32 (jat-small, 1 thread, 2-core AVX2 EPYC: 94 vs 80 ms at 1 env, "
+            "1158 vs 268 ms at 16 envs; benchmarks/results/predict_latency_avx2.json). Use precision='int8' for "
+            "speed on this CPU, or 'fp32' for exact actions.",
+            UserWarning,
+            stacklevel=3,
         )
     return precision
 

@@ -95,6 +95,24 @@ def test_a_state_of_another_precision_is_refused():
         bf16.predict({"continuous_observation": np.zeros(6, np.float32)}, state)
 
 
+def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_slower(monkeypatch):
+    import warnings
+
+    import jat_policy.precision as precision_module
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's switch: bf16 hardware computes as AVX2-only
+    assert not precision_module.cpu_supports_bf16()
+    with pytest.warns(UserWarning, match=r"without native bf16.*precision='int8'"):
+        JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, precision="bf16")
+    models = [fresh_model() for _ in range(3)]  # built first: tiny models warn of their empty discrete bottleneck
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # fp32 / int8 on any CPU, and bf16 on a native one: no warning
+        JatPolicy(models[0], CONT_SPACE, WIDE_BOX, precision="fp32")
+        JatPolicy(models[1], CONT_SPACE, WIDE_BOX, precision="int8")
+        monkeypatch.setattr(precision_module, "cpu_supports_bf16", lambda: True)
+        JatPolicy(models[2], CONT_SPACE, WIDE_BOX, precision="bf16")
+
+
 @pytest.mark.parametrize(
     ("precision", "device", "match"),
     [("fp16", "cpu", "precision must be one of"), ("int8", "cuda", "CPU only"), ("INT8", "cpu", "'INT8'")],

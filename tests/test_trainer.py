@@ -312,6 +312,10 @@ def test_options_are_validated(tmp_path, data_root):
         train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), dropout=10))
     with pytest.raises(ValueError, match="num_layers must be >= 1 transformer block, got 0"):
         train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), num_layers=0))
+    with pytest.raises(ValueError, match=r"augment='mirror' mirrors BabyAI episodes, but no task is BabyAI"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), augment="mirror"))
+    with pytest.raises(ValueError, match="augment must be 'none' or 'mirror', got 'flip'"):
+        train(_options(tmp_path, tasks=["metaworld-reach"], data=str(data_root / "fixed"), augment="flip"))
 
 
 def test_num_layers_sets_a_fresh_presets_depth_and_refuses_a_checkpoint(tmp_path, data_root, tiny_model_dir):

@@ -178,3 +178,17 @@ def test_task_windows_reject_empty_tasks(processor):
     with pytest.raises(ValueError, match="no usable episodes"):
         build_task_windows(_continuous([0]), processor, window=4, name="empty")
     assert isinstance(build_task_windows(_continuous([2]), processor, window=4), TaskWindows)
+
+
+def test_an_augment_adds_its_episodes_after_each_batch(processor):
+    from jat_policy.wrappers.babyai import mirror_episodes
+
+    data = _babyai([3, 5])
+    data["discrete_actions"] = [[0, 1, 2], [1, 1, 0, 2, 6]]
+    plain = build_task_windows(data, processor, window=256)
+    windows = build_task_windows(data, processor, window=256, augment=mirror_episodes)
+    assert np.diff(windows.offsets).tolist() == [3, 5, 3, 5]  # the originals, then their mirror images
+    actions = windows.steps["discrete_actions"]
+    assert actions[:8].tolist() == plain.steps["discrete_actions"].tolist()
+    assert actions[8:].tolist() == [1, 0, 2, 0, 0, 1, 2, 6]  # left <-> right
+    assert len(build_task_windows(data, processor, window=256, max_episodes=1, augment=mirror_episodes)) == 2

@@ -231,7 +231,7 @@ def load_task_windows(
 
     Args:
         name: Task name.
-        options: Training options (data folder, windows, weight overrides, max_episodes).
+        options: Training options (data folder, windows, weight overrides, max_episodes, augment).
         processor: The processor.
         max_position_embeddings: The model's context in tokens.
 
@@ -250,6 +250,9 @@ def load_task_windows(
         raise ValueError(
             f"Text task {name!r} needs a 'text' column (and 'images' for captioning); got {dataset.column_names}."
         )
+    augment = None
+    if options.augment == "mirror" and domain == "babyai":
+        from jat_policy.wrappers.babyai import mirror_episodes as augment
     windows = build_task_windows(
         dataset,
         processor,
@@ -258,6 +261,7 @@ def load_task_windows(
         loss_weight=loss_weight,
         sample_weight=sample_weight,
         max_episodes=options.max_episodes,
+        augment=augment,
     )
     logger.info("%s: %d windows, %d steps/tokens", name, len(windows), windows.num_steps)
     return windows

@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+
+from jat_policy.precision import cpu_supports_bf16  # re-exported: the trainer's bf16 rule uses it
 
 __all__ = [
     "TrainOptions",
@@ -103,6 +104,15 @@ class TrainOptions:
     max_episodes: int | None = field(
         default=None, metadata={"help": "Use at most this many episodes (rows) per task."}
     )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "Training-data augmentation: none, or mirror: every BabyAI task also trains on the left-right "
+            "mirror image of each of its episodes (jat_policy.wrappers.babyai.mirror_episodes; twice the layouts, "
+            "and a change to the paper's data).",
+            "choices": ["none", "mirror"],
+        },
+    )
     bf16: str = field(
         default="auto",
         metadata={
@@ -165,6 +175,13 @@ class TrainOptions:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout}.")
         if self.num_layers is not None and self.num_layers < 1:
             raise ValueError(f"num_layers must be >= 1 transformer block, got {self.num_layers}.")
+        if self.augment not in ("none", "mirror"):
+            raise ValueError(f"augment must be 'none' or 'mirror', got {self.augment!r}.")
+        if self.augment == "mirror" and not any(task.startswith("babyai") for task in self.tasks):
+            raise ValueError(
+                f"augment='mirror' mirrors BabyAI episodes, but no task is BabyAI: {self.tasks}. Drop --augment or "
+                "add a babyai-* task."
+            )
         if self.bf16 not in ("auto", "yes", "no"):
             raise ValueError(f"bf16 must be 'auto', 'yes' or 'no', got {self.bf16!r}.")
 
@@ -189,24 +206,6 @@ def parse_task_values(items: list[str] | None, what: str, unit: str = "weight") 
 def default_learning_rate(hidden_size: int) -> float:
     """1e-3 for the small CPU presets (hidden_size <= 256), 1e-4 for larger models."""
     return 1e-3 if hidden_size <= 256 else 1e-4
-
-
-# oneDNN ISA caps below AVX512_CORE_BF16: under ONEDNN_MAX_CPU_ISA=<one of these>, torch's CPU kernels emulate bf16
-_ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"}
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX); emulated bf16 is far slower than fp32.
-
-    ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's own switch) makes a bf16 machine compute as an AVX2-only one, and this
-    then answers ``False``: the way to test the no-bf16 path on bf16 hardware.
-    """
-    import torch
-
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in _ONEDNN_ISAS_WITHOUT_BF16:
-        return False
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
 
 
 def use_cuda(device: str) -> bool:

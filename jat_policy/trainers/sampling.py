@@ -16,7 +16,7 @@ see exactly the data an uninterrupted single-process run sees.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,6 +238,7 @@ def build_task_windows(
     sample_weight: float = 1.0,
     max_episodes: int | None = None,
     batch_size: int = 64,
+    augment: Callable[[Mapping[str, list[Any]]], Mapping[str, list[Any]]] | None = None,
 ) -> TaskWindows:
     """Processes a Hub-schema dataset (one row per episode) or a text dataset into training windows.
 
@@ -255,6 +256,9 @@ def build_task_windows(
         sample_weight: Relative sampling probability.
         max_episodes: Use only the first that many rows.
         batch_size: Rows processed per processor call.
+        augment: RL episodes only: maps a batch of episodes (column -> rows) to extra episodes, processed after
+            each batch (e.g. :func:`jat_policy.wrappers.babyai.mirror_episodes`); ``max_episodes`` counts the
+            original rows.
 
     Returns:
         The task's windows.
@@ -272,6 +276,8 @@ def build_task_windows(
             _process_text(batch, processor, window, buffer)
         else:
             _process_episodes(batch, processor, window, buffer)
+            if augment is not None:
+                _process_episodes(augment(batch), processor, window, buffer)
     windows = buffer.finish(name, kind or "rl")
     windows.loss_weight, windows.sample_weight = float(loss_weight), float(sample_weight)
     return windows
