@@ -164,6 +164,8 @@ def test_mirror_swaps_turns_and_side_words_only_and_names_bad_episodes():
     assert (image[:, 0] == np.arange(147).reshape(7, 7, 3)[6]).all()  # x -> 6 - x
     assert out["discrete_actions"] == [[1, 0, 6]]
     assert out["text_observations"] == [["pick up the key on your right", "a bright door", "on your left"]]
+    empty = {"discrete_observations": [[]], "discrete_actions": [[]], "rewards": [[]]}
+    assert mirror_episodes(empty) == empty  # an empty episode stays empty (the windows drop it)
     with pytest.raises(ValueError, match=r"Episode 0: discrete_observations of shape \(2, 5\)"):
         mirror_episodes({"discrete_observations": [[[0] * 5] * 2], "discrete_actions": [[0, 0]]})
     with pytest.raises(ValueError, match="not minigrid's 0..6"):

@@ -134,6 +134,10 @@ def mirror_episodes(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
     for index, (observations, actions) in enumerate(
         zip(batch["discrete_observations"], batch["discrete_actions"], strict=True)
     ):
+        if len(observations) == 0:  # an empty episode (the windows drop it)
+            mirrored_obs.append([])
+            mirrored_actions.append([])
+            continue
         obs = np.asarray(observations, dtype=np.int64)
         act = np.asarray(actions, dtype=np.int64)
         if obs.ndim != 2 or obs.shape[1] != 1 + int(np.prod(_VIEW)) or not np.isin(obs[:, 0], range(4)).all():
@@ -144,8 +148,7 @@ def mirror_episodes(batch: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
         if ((act < 0) | (act >= len(_MIRRORED_ACTION))).any():
             raise ValueError(f"Episode {index}: discrete_actions {sorted(set(act.tolist()))} are not minigrid's 0..6.")
         flipped = np.empty_like(obs)
-        if len(obs):
-            flipped[:, 0] = (2 * obs[0, 0] - obs[:, 0]) % 4
+        flipped[:, 0] = (2 * obs[0, 0] - obs[:, 0]) % 4
         flipped[:, 1:] = obs[:, 1:].reshape(-1, *_VIEW)[:, ::-1].reshape(len(obs), -1)  # x -> 6 - x
         mirrored_obs.append(flipped.tolist())
         mirrored_actions.append(_MIRRORED_ACTION[act].tolist())
