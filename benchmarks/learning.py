@@ -197,6 +197,13 @@ class Args:
         metadata={"help": "Tasks of the multi-domain checkpoint."},
     )
     episodes: int = field(default=100_000, metadata={"help": "Bot episodes per BabyAI task (the paper's count)."})
+    task_episodes: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Episode counts of single tasks, task=episodes comma-separated, over --episodes and the "
+            "per-domain counts (e.g. fewer episodes for a task trained beside the one scored)."
+        },
+    )
     metaworld_episodes: int = field(default=2000, metadata={"help": "Scripted episodes per Meta-World task."})
     mujoco_episodes: int = field(default=200, metadata={"help": "Expert episodes per MuJoCo task (1000 steps each)."})
     atari_episodes: int = field(
@@ -343,6 +350,7 @@ def collect_data(args: Args, tasks: list[str], data_dir: Path) -> None:
     # Stochastic expert actions, as the JAT MuJoCo data: a deterministic PPO expert keeps the pole so close to
     # upright (action std 0.01) that the demonstrations never show how to recover, and cloning fails.
     experts = {t: SB3Expert(PENDULUM_EXPERT, deterministic=False) for t in tasks if t == "mujoco-pendulum"}
+    counts = parse_task_values(args.task_episodes, "--task-episodes", unit="episodes")
     for task in tasks:
         domain = task.split("-", 1)[0]
         episodes = {
@@ -350,12 +358,26 @@ def collect_data(args: Args, tasks: list[str], data_dir: Path) -> None:
             "mujoco": args.mujoco_episodes,
             "atari": args.atari_episodes,  # the RAM experts (make_expert's Atari default)
         }.get(domain, args.episodes)
+        episodes = int(counts.get(task, episodes))
         # The paper's splits: BabyAI's a random 98/2 (98,000 of 100,000 episodes trained on), the others' ~90/10.
         # Runs before 2026-12-02 held out 10% of BabyAI too, so they trained on 90,000 episodes.
         split = BABYAI_TEST_FRACTION if domain == "babyai" else 0.1
         collect_tasks(
             [task], data_dir, episodes, seed=args.seed, workers=args.workers, experts=experts, test_fraction=split
         )
+
+
+def check_task_episodes(args: Args) -> None:
+    """Refuses a ``--task-episodes`` entry that is malformed or names a task no configuration trains."""
+    trained = set(args.babyai_tasks if "single" in args.configs else []) | set(
+        args.multi_tasks if "multi" in args.configs else []
+    )
+    counts = parse_task_values(args.task_episodes, "--task-episodes", unit="episodes")
+    for task, count in counts.items():
+        if task not in trained:
+            raise ValueError(f"--task-episodes names {task!r}, which no configuration trains: {sorted(trained)}.")
+        if count < 1 or count != int(count):
+            raise ValueError(f"--task-episodes {task}={count:g}: expected a whole number of episodes >= 1.")
 
 
 def train_options(
@@ -536,6 +558,7 @@ def main() -> None:
     args = parse_args(Args, None, prog="benchmarks/learning.py", description=__doc__)
     try:
         resolve_device(args.device)  # before collecting: a run asked for a GPU must not end up on the CPU
+        check_task_episodes(args)
     except ValueError as error:
         print(f"benchmarks/learning.py: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -100,6 +100,21 @@ def test_single_budget_split():
         learning.single_budgets(tasks, ["a=30", "c=30"], 60.0)
 
 
+def test_learning_task_episodes_override_one_task_count(tmp_path, monkeypatch):
+    learning = _load_learning()
+    calls = {}
+    record = lambda tasks, _dir, episodes, **kw: calls.update({tasks[0]: episodes})  # noqa: E731
+    monkeypatch.setattr(learning, "collect_tasks", record)
+    args = learning.Args(episodes=100, metaworld_episodes=20, task_episodes=["babyai-go-to-red-ball=7"])
+    learning.collect_data(args, ["babyai-go-to-local", "babyai-go-to-red-ball", "metaworld-reach"], tmp_path)
+    assert calls == {"babyai-go-to-local": 100, "babyai-go-to-red-ball": 7, "metaworld-reach": 20}
+    with pytest.raises(ValueError, match="no configuration trains"):
+        learning.check_task_episodes(learning.Args(configs=["single"], task_episodes=["metaworld-reach=5"]))
+    with pytest.raises(ValueError, match="whole number"):
+        learning.check_task_episodes(learning.Args(task_episodes=["metaworld-reach=0"]))
+    learning.check_task_episodes(learning.Args(configs=["multi"], task_episodes=["metaworld-reach=5"]))
+
+
 def test_learning_device_is_cpu_or_cuda_and_never_silently_cpu():
     import torch
 
