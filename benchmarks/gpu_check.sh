@@ -3,8 +3,13 @@
 #   1. exactness on the GPU: every fp32 action equals the full forward over s(t)..t with the step replayed as a CUDA
 #      graph (tests marked "needs a CUDA GPU" skip on CPU-only machines and run here);
 #   2. the latency benchmark on cuda, fp32 and bf16 (int8 is CPU only), 1 and 16 envs;
-#   3. bf16 fidelity against fp32 on the trained checkpoint, if it is there.
+#   3. bf16 fidelity against fp32 on the trained checkpoint, if it is there;
+#   4. issue 18: benchmarks/learning.py unchanged on cuda (bf16 autocast, its GPU default), the four-domain
+#      configuration with jat-tiny and with jat-small, LEARN_MINUTES of training each (default 2; 0 skips), on data
+#      collected there with small counts (a proof that the GPU path trains and evaluates, not a score run).
 # Results are written under $OUT (default: benchmarks/results/gpu); commit the JSON files.
+# On an offline CUDA image with its own torch, first install what it lacks from wheels made here
+# (scripts/offline_wheels.sh; the groups core babyai mujoco atari metaworld eval) and put them on PYTHONPATH.
 set -euo pipefail
 OUT=${OUT:-benchmarks/results/gpu}
 PYTHON=${PYTHON:-python}
@@ -24,4 +29,17 @@ if [ -d "$CHECKPOINT" ]; then
         --data "${DATA:-runs/bf16/data}" --out "$OUT/precision_fidelity" 2>&1 | tee "$OUT/precision_fidelity.log"
 else
     echo "no checkpoint at $CHECKPOINT: fidelity skipped (set CHECKPOINT and DATA)" | tee "$OUT/precision_fidelity.log"
+fi
+
+LEARN_MINUTES=${LEARN_MINUTES:-2}
+if [ "$LEARN_MINUTES" != 0 ]; then
+    # jat-small trains at the reference's 1e-4; jat-tiny at the benchmark's 1e-3
+    for run in "jat-tiny 1e-3" "jat-small 1e-4"; do
+        set -- $run
+        "$PYTHON" benchmarks/learning.py --configs multi --device cuda --preset "$1" --learning-rate "$2" \
+            --budget-minutes "$LEARN_MINUTES" --episodes 5000 --metaworld-episodes 100 --mujoco-episodes 20 \
+            --atari-episodes 4 --atari-eval-episodes 4 --eval-episodes 50 --workers "${WORKERS:-8}" \
+            --observation-loss-coef 0 --scratch "${SCRATCH:-runs/gpu-learning}" --results "$OUT/learning-$1" \
+            2>&1 | tee "$OUT/learning-$1.log"
+    done
 fi

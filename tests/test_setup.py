@@ -24,3 +24,16 @@ def test_lock_holds_the_cpu_torch_build():
     torch = [line for line in _requirements() if line.startswith("torch==")]
     assert torch == ["torch==2.13.0+cpu"]
     assert not any(line.startswith(("nvidia-", "triton==")) for line in _requirements())
+
+
+def test_offline_wheel_groups_name_only_locked_packages_and_refuse_an_unknown_group():
+    import subprocess
+
+    script = LOCK.parents[1] / "scripts" / "offline_wheels.sh"
+    groups = re.findall(r'\[(\w+)\]="([^"]+)"', script.read_text())
+    assert {name for name, _ in groups} == {"core", "babyai", "mujoco", "atari", "metaworld", "eval"}
+    pinned = {line.split("==")[0].lower() for line in _requirements()}
+    for _, packages in groups:
+        assert set(packages.split()) <= pinned, packages  # every wheel is downloaded at the lock's version
+    run = subprocess.run(["bash", str(script), "/tmp/unused", "gpu"], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "unknown group 'gpu'" in run.stderr
