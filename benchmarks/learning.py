@@ -58,6 +58,27 @@ into one dataset folder at once):
         --multi-sample-weights babyai-go-to-red-ball=20,metaworld-reach=2,mujoco-pendulum=1,atari-breakout=1 \
         --data runs/learning/multi6/data --scratch runs/learning/multi7 --results benchmarks/results/multi4-2t
 The two learning.py runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
+    # go-to-local-cotrain/ (learning.json's babyai-cotrain entry, merged by hand from the run's own learning.json with
+    # the two 1,000-episode evaluations below): GoToLocal trained beside GoToRedBall and GoToRedBlueBall, as the
+    # paper's one model trained all BabyAI tasks; alone on both cores of a 2-core AVX2-only AMD EPYC, fp32 (the first
+    # 2.5 minutes beside a test run): 60,816 steps; GoToLocal 0.933 over the run's 300 episodes, 0.956 and 0.965 over
+    # the two 1,000-episode evaluations; held-out p(a) 0.951 (generalisation_cotrain.json)
+    OMP_NUM_THREADS=2 python benchmarks/learning.py --configs multi \
+        --multi-tasks babyai-go-to-local,babyai-go-to-red-ball,babyai-go-to-red-blue-ball \
+        --multi-sample-weights babyai-go-to-local=3,babyai-go-to-red-ball=1,babyai-go-to-red-blue-ball=1 \
+        --episodes 100000 --task-episodes babyai-go-to-red-ball=50000,babyai-go-to-red-blue-ball=50000 \
+        --threads 2 --workers 2 --budget-minutes 60 --bf16 no \
+        --scratch runs/learning/cotrain --results benchmarks/results/go-to-local-cotrain
+    jat-policy evaluate --model runs/learning/cotrain/runs/multi/final --tasks babyai-go-to-local --episodes 1000 \
+        --n-envs 10 --seed 10000000 --dataset runs/learning/cotrain/data \
+        --output benchmarks/results/go-to-local-cotrain/eval1000.json --no-plots
+    jat-policy evaluate --model runs/learning/cotrain/runs/multi/final \
+        --tasks babyai-go-to-local,babyai-go-to-red-ball,babyai-go-to-red-blue-ball --episodes 1000 --n-envs 10 \
+        --seed 20000000 --dataset runs/learning/cotrain/data \
+        --output benchmarks/results/go-to-local-cotrain/eval1000_seed2e7.json --no-plots
+    python benchmarks/generalisation.py --data runs/learning/cotrain/data --task babyai-go-to-local \
+        --checkpoints runs/learning/cotrain/runs/multi/checkpoint-45000,runs/learning/cotrain/runs/multi/final \
+        --out benchmarks/results/generalisation_cotrain.json
 Earlier runs kept beside it:
     # multi4/: the same multi options on one thread beside the go-to-local-alone-amx/ run below, 37 minutes:
     # collection 13.5 min (the other three tasks' data reused from an earlier run of the same options), training
