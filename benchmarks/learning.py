@@ -57,7 +57,8 @@ into one dataset folder at once):
         --atari-eval-episodes 30 --observation-loss-coef 0 --bf16 yes \
         --multi-sample-weights babyai-go-to-red-ball=20,metaworld-reach=2,mujoco-pendulum=1,atari-breakout=1 \
         --data runs/learning/multi6/data --scratch runs/learning/multi7 --results benchmarks/results/multi4-2t
-The two learning.py runs above are merged into learning.json (its ``single:babyai-go-to-local`` and ``multi`` entries).
+The multi run above is learning.json's ``multi`` entry; the GoToLocal hour before it is kept in go-to-local-bf16-amd/
+(learning.json's GoToLocal configuration is now the co-trained one below).
     # go-to-local-cotrain/ (learning.json's babyai-cotrain entry, merged by hand from the run's own learning.json with
     # the two 1,000-episode evaluations below): GoToLocal trained beside GoToRedBall and GoToRedBlueBall, as the
     # paper's one model trained all BabyAI tasks; alone on both cores of a 2-core AVX2-only AMD EPYC, fp32 (the first
