@@ -53,7 +53,7 @@ from jat_policy.cache import KVCache, WindowBuffers
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start
-from jat_policy.precision import apply_precision
+from jat_policy.precision import apply_precision, int8_engine
 from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,6 +84,12 @@ def parse() -> argparse.Namespace:
         help="consecutive: each segment's steps of one scheme in a row, as a control loop calls one policy (schemes "
         "alternate between segments); interleaved: one step of each scheme in turn (every step finds the caches "
         "holding the other schemes' weights)",
+    )
+    parser.add_argument(
+        "--int8-variants",
+        action="store_true",
+        help="also time int8 over an fp32 KV cache (the design before fp16) and int8 packed for the other engine "
+        "(fbgemm / onednn), in the same run: the A/B behind jat_policy.precision's choices",
     )
     parser.add_argument("--quick", action="store_true", help="jat-tiny and few steps (smoke test)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda (timings synchronise it)")
@@ -535,14 +541,43 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def build_policies(model: JatModel, obs_space, act_space, precisions: list[str]) -> dict[str, JatPolicy]:
-    """One policy per precision, each over its own converted copy of the same fp32 weights."""
+def build_policies(
+    model: JatModel, obs_space, act_space, precisions: list[str], int8_variants: bool = False
+) -> dict[str, JatPolicy]:
+    """One policy per precision, each over its own converted copy of the same fp32 weights.
+
+    ``int8_variants`` adds ``int8-fp32kv`` (int8 weights over an fp32 KV cache) and ``int8-<the other engine>``.
+    """
     import copy
+
+    from jat_policy import precision as precision_module
 
     policies = {}
     for name in precisions:
         converted = apply_precision(copy.deepcopy(model), name) if name != "fp32" else model
         policies[name] = JatPolicy(converted, obs_space, act_space, precision=name, cuda_graph=None)
+    if int8_variants and "int8" in policies:
+        chosen = policies["int8"]
+        fp32_kv = JatPolicy(chosen.model, obs_space, act_space, precision="int8", cuda_graph=None)
+        allocate = fp32_kv._allocate
+
+        def allocate_fp32(n_envs: int) -> WindowBuffers:  # the same buffers in fp32 (attention then: two matmuls)
+            buffers = allocate(n_envs)
+            return WindowBuffers(
+                [k.float() for k in buffers.keys], [v.float() for v in buffers.values], buffers.lengths
+            )
+
+        fp32_kv._allocate = allocate_fp32
+        policies["int8-fp32kv"] = fp32_kv
+        other = "fbgemm" if int8_engine() == "onednn" else "onednn"
+        if other in torch.backends.quantized.supported_engines:
+            chosen_engine = precision_module.int8_engine
+            precision_module.int8_engine = lambda: other
+            try:
+                packed = apply_precision(copy.deepcopy(model), "int8")
+            finally:
+                precision_module.int8_engine = chosen_engine
+            policies[f"int8-{other}"] = JatPolicy(packed, obs_space, act_space, precision="int8", cuda_graph=None)
     return policies
 
 
@@ -582,7 +617,7 @@ def main() -> None:
     }
     for modality in args.modality:
         obs_space, act_space = spaces_for(modality)
-        policies = build_policies(model, obs_space, act_space, args.precisions)
+        policies = build_policies(model, obs_space, act_space, args.precisions, args.int8_variants)
         fp32 = policies.get("fp32") or next(iter(policies.values()))
         cache_tokens = 32 if modality == "atari" else 256  # eval_jat's context_window (tokens)
         entry = {
@@ -592,6 +627,10 @@ def main() -> None:
                 "observation_space": str(obs_space),
                 "action_space": str(act_space),
                 "cuda_graph": {name: p.cuda_graph for name, p in policies.items()},
+                "kv_cache_dtype": {
+                    name: str(p._allocate(1).keys[0].dtype).removeprefix("torch.") for name, p in policies.items()
+                },
+                "int8_engine": int8_engine() if "int8" in policies else None,
             },
             "runs": [],
         }

@@ -109,7 +109,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
             q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         kv = past(k, v) if past is not None else (k, v)
         if isinstance(kv, KVSpans):  # rows reading different key columns (JatPolicy's step): one call per span
-            attend = self._attend_step if k.dtype == torch.float32 and not self.training else self._attend
+            cached = kv.keys[0].dtype  # the state's KV dtype (precision.kv_cache_dtype), not the new keys'
+            attend = self._attend_step if cached == torch.float32 and not self.training else self._attend
             parts = [
                 attend(q[span.rows], keys, values, span.bias)
                 for span, keys, values in zip(kv.spans, kv.keys, kv.values, strict=True)
@@ -141,9 +142,11 @@ class GPTNeoSelfAttentionCore(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
         """GPT-Neo attention of ``q`` ``(B, heads, T, hd)`` over ``k``/``v`` ``(B, heads, S, hd)``."""
         dtype = v.dtype
-        if k.dtype == torch.bfloat16 and not torch.is_autocast_enabled(k.device.type):
-            # A bf16 KV cache (JatPolicy precision="bf16"): attend in bf16, whose fused kernels accumulate in fp32
-            # anyway; upcasting copied the whole cache to fp32 on every step, 6x the attention itself (issue 15).
+        if k.dtype in (torch.bfloat16, torch.float16) and not torch.is_autocast_enabled(k.device.type):
+            # A 16-bit KV cache (JatPolicy precision "bf16": bf16, "int8": fp16): attend in its dtype, whose fused
+            # kernels accumulate in fp32 anyway; upcasting copied the whole cache to fp32 on every step, 6x the
+            # attention itself (issue 15). In fp16 the bias's finfo.min becomes -inf: a masked key still weighs 0,
+            # and SDPA gives a row with every key masked (a placeholder token, output unused) zeros, not NaN.
             q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), q.dtype
         else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
             q, k, v = q.float(), k.float(), v.float()

@@ -8,9 +8,16 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
   default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with native bf16
   (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning says so).
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
-  layers; embeddings, encoders, heads and the KV cache stay fp32. CPU only. (A bf16 KV cache would halve its memory,
-  but torch's CPU flash attention was no faster in bf16 than in fp32 here: best of 30 calls, 12 heads x 2 queries x
-  512 keys, 2 rows 0.76 vs 0.58 ms, 32 rows 19.8 vs 20.2 ms; so int8 keeps fp32's more exact cache.)
+  layers, and an fp16 KV cache; embeddings, encoders, heads and activations stay fp32. CPU only.
+
+int8's KV cache is fp16, chosen by measurement (issue 15). At 16 envs reading the cached keys/values is most of an
+int8 step: on the 2-core Intel Xeon with AMX (1 thread, 10.8 GB/s read), the attention matmuls took 76 of a 122 ms
+step over a 740 MB fp32 cache (torch profiler, a one-off, 2026-12-07). Halving the bytes halves that only where
+a 16-bit kernel streams them: torch's CPU flash attention (SDPA) in fp16 did, in bf16 it did not. 32 rows x 12
+heads x 2 queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3,
+the fp32 step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
+``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. fp16 keeps 11 mantissa bits (bf16: 8), well inside int8
+weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504.
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
 with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
@@ -21,6 +28,13 @@ Maintenance: torchao is the maintained successor (monthly releases); torch.ao's 
 be removed in 2.10" yet still ships and works in 2.13. We use torch.ao for its 8x speed-up now, silence its
 deprecation warnings where we call it, and fail with a clear error if a later torch drops it. Revisit when torchao's
 CPU path is fast without compilation.
+
+int8 weights are packed for oneDNN on a CPU with AMX and for fbgemm (torch's x86 default) elsewhere
+(:func:`int8_engine`), by measurement: jat-small's 48 block linears (q/k/v fused), 1 thread, the Xeon with AMX,
+2026-12-07, at 4 / 16 / 64 rows: fbgemm 13.6 / 19.8 / 35.0 ms, oneDNN 13.5 / 15.7 / 23.8 ms. With both capped below
+AMX (``ONEDNN_MAX_CPU_ISA``, ``FBGEMM_ENABLE_INSTRUCTIONS``) oneDNN never wins: AVX-512 VNNI 13.3 / 20.3 / 35.3
+against fbgemm's 14.0 / 20.0 / 35.7, AVX2 41.3 / 55.1 / 98.2 against 14.0 / 23.0 / 70.5. The engine is chosen when
+the weights are packed; the kernels follow the packing, whatever ``torch.backends.quantized.engine`` says later.
 
 Before quantising, each block's q/k/v projections become one linear (48 int8 calls a step instead of 72): jat-small,
 W = 256, 1 thread, the same Xeon, 2026-12-02, p50 39.4 -> 37.6 ms at 1 env and 173 -> 170 ms at 16 envs. Per-channel
@@ -42,6 +56,7 @@ __all__ = [
     "PRECISIONS",
     "apply_precision",
     "cpu_supports_bf16",
+    "int8_engine",
     "kv_cache_dtype",
     "precision_of",
     "resolve_precision",
@@ -65,6 +80,22 @@ def cpu_supports_bf16() -> bool:
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+
+
+def int8_engine() -> str:
+    """The quantised engine int8 weights are packed for: ``"onednn"`` on a CPU with AMX, else ``"fbgemm"``.
+
+    oneDNN's int8 matmuls use AMX tiles and beat fbgemm there (1.5x at 16 envs); without AMX fbgemm is as fast or
+    faster (module docstring). ``ONEDNN_MAX_CPU_ISA`` below AMX counts as no AMX, as oneDNN then computes without it.
+    """
+    import torch
+
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    capped = isa not in ("", "ALL", "DEFAULT") and "AMX" not in isa
+    if amx and not capped and "onednn" in torch.backends.quantized.supported_engines:
+        return "onednn"
+    return "fbgemm"
 
 
 def precision_of(model: nn.Module) -> str:
@@ -147,12 +178,17 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
             # one linear first: a third fewer int8 calls per step.
             for block in model.transformer.h:
                 block.attn.attention.fuse_qkv()
-            quantize_dynamic(model.transformer.h, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            engine = torch.backends.quantized.engine
+            torch.backends.quantized.engine = int8_engine()  # packing picks the kernels (module docstring)
+            try:
+                quantize_dynamic(model.transformer.h, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            finally:
+                torch.backends.quantized.engine = engine
     return model
 
 
 def kv_cache_dtype(precision: str) -> torch.dtype:
-    """The keys/values dtype of a policy: bf16 for ``"bf16"``, fp32 otherwise (see the module docstring for int8)."""
+    """The keys/values dtype of a policy: fp32 for ``"fp32"``, bf16 for ``"bf16"``, fp16 for ``"int8"`` (see above)."""
     import torch
 
-    return torch.bfloat16 if precision == "bf16" else torch.float32
+    return {"bf16": torch.bfloat16, "int8": torch.float16}.get(precision, torch.float32)

@@ -432,3 +432,26 @@ def test_the_policy_steps_attention_equals_sdpa_and_stays_finite_on_masked_rows(
         assert step.shape == (rows, heads, queries, head_dim)
         assert torch.isfinite(step).all()
         torch.testing.assert_close(step[:2], sdpa[:2], rtol=0, atol=1e-5)  # the rows whose outputs are used
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_16_bit_kv_cache_attends_like_the_fp32_step_within_its_rounding(dtype) -> None:
+    # JatPolicy's int8 precision keeps an fp16 cache, bf16 a bf16 one (precision.kv_cache_dtype); queries stay fp32
+    from jat_policy.backbone import GPTNeoSelfAttentionCore, build_attention_bias
+
+    gen = torch.Generator().manual_seed(0)
+    rows, heads, queries, keys, head_dim = 3, 4, 2, 40, 16
+    k, v = (torch.randn(rows, heads, keys, head_dim, generator=gen) * 3 for _ in range(2))
+    q = torch.randn(rows, heads, queries, head_dim, generator=gen)
+    lengths = torch.tensor([keys, 17, 0])  # the last row idle: every key masked
+    q_pos = torch.stack([lengths - 2, lengths - 1], dim=1).clamp(min=0)
+    k_pos = torch.arange(keys).expand(rows, -1)
+    core = GPTNeoSelfAttentionCore(tiny_config()).eval()
+    for window in (None, 8):
+        bias = build_attention_bias(q_pos, k_pos, k_pos < lengths[:, None], window)
+        exact = GPTNeoSelfAttentionCore._attend_step(q, k, v, bias)
+        low = core._attend(q, k.to(dtype), v.to(dtype), bias)
+        assert low.dtype == torch.float32 and torch.isfinite(low).all()
+        # the rounding of k and v (fp16: 2^-11, bf16: 2^-8 relative) moves the outputs by about as much
+        tolerance = 0.02 if dtype == torch.float16 else 0.15
+        torch.testing.assert_close(low[:2], exact[:2], rtol=0, atol=tolerance)

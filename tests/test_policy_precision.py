@@ -7,10 +7,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from jat_policy import precision as precision_module
 from jat_policy.evaluation import jat_policy_factory
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
-from jat_policy.precision import kv_cache_dtype, precision_of, resolve_precision
+from jat_policy.precision import int8_engine, kv_cache_dtype, precision_of, resolve_precision
 from tests.conftest import tiny_config
 
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -54,10 +55,35 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     linear = int8.model.transformer.h[0].mlp.c_fc
     assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
     _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
-    assert state.buffers.keys[0].dtype == torch.float32
-    assert (
-        kv_cache_dtype("bf16") == torch.bfloat16 and kv_cache_dtype("fp32") == kv_cache_dtype("int8") == torch.float32
+    assert state.buffers.keys[0].dtype == torch.float16  # halves the bytes a step reads (precision.py)
+    assert (kv_cache_dtype("fp32"), kv_cache_dtype("bf16"), kv_cache_dtype("int8")) == (
+        torch.float32,
+        torch.bfloat16,
+        torch.float16,
     )
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_int8_packs_for_onednn_on_amx_cpus_and_fbgemm_elsewhere(monkeypatch, amx):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert int8_engine() == ("onednn" if amx else "fbgemm")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")
+    assert int8_engine() == ("onednn" if amx else "fbgemm")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # oneDNN capped below AMX: fbgemm is faster
+    assert int8_engine() == "fbgemm"
+
+
+@pytest.mark.parametrize("engine", ["fbgemm", "onednn"])
+def test_int8_acts_like_fp32_on_either_engine_and_leaves_the_global_engine_alone(monkeypatch, engine):
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this torch has no {engine} engine")
+    monkeypatch.setattr(precision_module, "int8_engine", lambda: engine)
+    before = torch.backends.quantized.engine
+    reference = rollout(JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4))
+    actions = rollout(JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8"))
+    assert torch.backends.quantized.engine == before
+    assert np.abs(actions - reference).max() <= 0.15 * np.abs(reference).max()
 
 
 def test_int8_fuses_q_k_v_into_one_quantised_linear_that_attends_the_same():
