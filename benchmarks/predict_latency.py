@@ -569,7 +569,7 @@ def build_policies(
 
         fp32_kv._allocate = allocate_fp32
         policies["int8-fp32kv"] = fp32_kv
-        other = "fbgemm" if int8_engine() == "onednn" else "onednn"
+        other = "fbgemm" if int8_engine() == "onednn" else "onednn"  # x86's default runs fbgemm's kernels
         if other in torch.backends.quantized.supported_engines:
             chosen_engine = precision_module.int8_engine
             precision_module.int8_engine = lambda: other

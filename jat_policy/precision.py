@@ -29,7 +29,7 @@ be removed in 2.10" yet still ships and works in 2.13. We use torch.ao for its 8
 deprecation warnings where we call it, and fail with a clear error if a later torch drops it. Revisit when torchao's
 CPU path is fast without compilation.
 
-int8 weights are packed for oneDNN on a CPU with AMX and for fbgemm (torch's x86 default) elsewhere
+int8 weights are packed for oneDNN on a CPU with AMX and for torch's default elsewhere (x86: fbgemm's kernels)
 (:func:`int8_engine`), by measurement: jat-small's 48 block linears (q/k/v fused), 1 thread, the Xeon with AMX,
 2026-12-07, at 4 / 16 / 64 rows: fbgemm 13.6 / 19.8 / 35.0 ms, oneDNN 13.5 / 15.7 / 23.8 ms. With both capped below
 AMX (``ONEDNN_MAX_CPU_ISA``, ``FBGEMM_ENABLE_INSTRUCTIONS``) oneDNN never wins: AVX-512 VNNI 13.3 / 20.3 / 35.3
@@ -83,10 +83,12 @@ def cpu_supports_bf16() -> bool:
 
 
 def int8_engine() -> str:
-    """The quantised engine int8 weights are packed for: ``"onednn"`` on a CPU with AMX, else ``"fbgemm"``.
+    """The quantised engine int8 weights are packed for: ``"onednn"`` on a CPU with AMX, else torch's default.
 
-    oneDNN's int8 matmuls use AMX tiles and beat fbgemm there (1.5x at 16 envs); without AMX fbgemm is as fast or
-    faster (module docstring). ``ONEDNN_MAX_CPU_ISA`` below AMX counts as no AMX, as oneDNN then computes without it.
+    oneDNN's int8 matmuls use AMX tiles and beat fbgemm there (1.5x at 16 envs); without AMX, torch's default (on
+    x86 ``"x86"``, which runs fbgemm's kernels for these linears) is as fast or faster (module docstring); other CPUs
+    keep their own default (e.g. qnnpack on ARM). ``ONEDNN_MAX_CPU_ISA`` below AMX counts as no AMX, as oneDNN then
+    computes without it.
     """
     import torch
 
@@ -95,7 +97,7 @@ def int8_engine() -> str:
     capped = isa not in ("", "ALL", "DEFAULT") and "AMX" not in isa
     if amx and not capped and "onednn" in torch.backends.quantized.supported_engines:
         return "onednn"
-    return "fbgemm"
+    return torch.backends.quantized.engine
 
 
 def precision_of(model: nn.Module) -> str:
