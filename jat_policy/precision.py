@@ -17,7 +17,9 @@ a 16-bit kernel streams them: torch's CPU flash attention (SDPA) in fp16 did, in
 heads x 2 queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3,
 the fp32 step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
 ``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. fp16 keeps 11 mantissa bits (bf16: 8), well inside int8
-weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504.
+weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps
+(``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, the same Xeon, 2026-12-07), mean ms with
+the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87 (2 threads); 1 env 32 vs 32, 24 vs 23.
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
 with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
@@ -32,9 +34,13 @@ CPU path is fast without compilation.
 int8 weights are packed for oneDNN on a CPU with AMX and for torch's default elsewhere (x86: fbgemm's kernels)
 (:func:`int8_engine`), by measurement: jat-small's 48 block linears (q/k/v fused), 1 thread, the Xeon with AMX,
 2026-12-07, at 4 / 16 / 64 rows: fbgemm 13.6 / 19.8 / 35.0 ms, oneDNN 13.5 / 15.7 / 23.8 ms. With both capped below
-AMX (``ONEDNN_MAX_CPU_ISA``, ``FBGEMM_ENABLE_INSTRUCTIONS``) oneDNN never wins: AVX-512 VNNI 13.3 / 20.3 / 35.3
-against fbgemm's 14.0 / 20.0 / 35.7, AVX2 41.3 / 55.1 / 98.2 against 14.0 / 23.0 / 70.5. The engine is chosen when
+AMX (``ONEDNN_MAX_CPU_ISA``, ``FBGEMM_ENABLE_INSTRUCTIONS``) oneDNN is no faster at 1 env: AVX-512 VNNI
+13.3 / 20.3 / 35.3 against fbgemm's 14.0 / 20.0 / 35.7, AVX2 41.3 / 55.1 / 98.2 against 14.0 / 23.0 / 70.5, and AVX2
+with AVX-VNNI (client CPUs) 16.8 / 25.6 / 53.7 against 12.7 / 21.9 / 70.4, so those keep the default. The engine is
+chosen when
 the weights are packed; the kernels follow the packing, whatever ``torch.backends.quantized.engine`` says later.
+Whole int8 steps on the Xeon (the run above), oneDNN against fbgemm: 16 envs 113 vs 132 ms (1 thread), 80 vs 86
+(2 threads); 1 env 32 vs 32, 24 vs 22.
 
 Before quantising, each block's q/k/v projections become one linear (48 int8 calls a step instead of 72): jat-small,
 W = 256, 1 thread, the same Xeon, 2026-12-02, p50 39.4 -> 37.6 ms at 1 env and 173 -> 170 ms at 16 envs. Per-channel
