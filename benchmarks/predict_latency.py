@@ -58,6 +58,7 @@ from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
 # CPU features that decide low-precision speed (bf16 and int8 dot products, AMX tiles).
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS")
 KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512vnni", "avx_vnni", "amx_bf16", "amx_int8")
 
 
@@ -127,6 +128,8 @@ def machine(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "cpu_key_flags": {flag: flag in flags for flag in KEY_FLAGS},
         "cpu_flags": flags,
+        # kernels capped below the CPU's own ISA (torch, oneDNN, fbgemm): the flags above are then not what ran
+        "isa_caps": {v: os.environ[v] for v in ISA_CAPS if v in os.environ},
         "python": platform.python_version(),
         "torch": torch.__version__,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else device.type,

@@ -19,7 +19,9 @@ the fp32 step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CP
 ``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. fp16 keeps 11 mantissa bits (bf16: 8), well inside int8
 weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps
 (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, the same Xeon, 2026-12-07), mean ms with
-the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87 (2 threads); 1 env 32 vs 32, 24 vs 23.
+the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87 (2 threads); 1 env 32 vs 32, 24 vs 23;
+with the kernels capped at AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs 34.5 at 1 env. One cache dtype serves
+every batch size (the actions must not depend on how many envs share a step), so 1 env pays those 1-3%.
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
 with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
