@@ -53,7 +53,7 @@ from jat_policy.cache import KVCache, WindowBuffers
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start
-from jat_policy.precision import apply_precision, int8_engine
+from jat_policy.precision import apply_precision, int8_engine, kv_cache_dtype
 from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
@@ -89,7 +89,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--int8-variants",
         action="store_true",
-        help="also time int8 over an fp32 KV cache (the design before fp16) and int8 packed for the other engine "
+        help="also time int8 over the other KV cache dtype (fp32 / fp16) and int8 packed for the other engine "
         "(fbgemm / onednn), in the same run: the A/B behind jat_policy.precision's choices",
     )
     parser.add_argument("--quick", action="store_true", help="jat-tiny and few steps (smoke test)")
@@ -549,7 +549,8 @@ def build_policies(
 ) -> dict[str, JatPolicy]:
     """One policy per precision, each over its own converted copy of the same fp32 weights.
 
-    ``int8_variants`` adds ``int8-fp32kv`` (int8 weights over an fp32 KV cache) and ``int8-<the other engine>``.
+    ``int8_variants`` adds int8 over the other KV cache dtype (``int8-fp32kv`` where int8's cache is fp16, else
+    ``int8-fp16kv``; :func:`~jat_policy.precision.kv_cache_dtype`) and ``int8-<the other engine>``.
     """
     import copy
 
@@ -561,17 +562,18 @@ def build_policies(
         policies[name] = JatPolicy(converted, obs_space, act_space, precision=name, cuda_graph=None)
     if int8_variants and "int8" in policies:
         chosen = policies["int8"]
-        fp32_kv = JatPolicy(chosen.model, obs_space, act_space, precision="int8", cuda_graph=None)
-        allocate = fp32_kv._allocate
+        other_kv = JatPolicy(chosen.model, obs_space, act_space, precision="int8", cuda_graph=None)
+        allocate = other_kv._allocate
+        dtype = torch.float32 if kv_cache_dtype("int8") == torch.float16 else torch.float16
 
-        def allocate_fp32(n_envs: int) -> WindowBuffers:  # the same buffers in fp32 (attention then: two matmuls)
+        def allocate_other(n_envs: int) -> WindowBuffers:  # the same buffers in the other dtype
             buffers = allocate(n_envs)
             return WindowBuffers(
-                [k.float() for k in buffers.keys], [v.float() for v in buffers.values], buffers.lengths
+                [k.to(dtype) for k in buffers.keys], [v.to(dtype) for v in buffers.values], buffers.lengths
             )
 
-        fp32_kv._allocate = allocate_fp32
-        policies["int8-fp32kv"] = fp32_kv
+        other_kv._allocate = allocate_other
+        policies[f"int8-{'fp32' if dtype == torch.float32 else 'fp16'}kv"] = other_kv
         other = "fbgemm" if int8_engine() == "onednn" else "onednn"  # x86's default runs fbgemm's kernels
         if other in torch.backends.quantized.supported_engines:
             chosen_engine = precision_module.int8_engine

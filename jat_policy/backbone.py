@@ -143,10 +143,11 @@ class GPTNeoSelfAttentionCore(nn.Module):
         """GPT-Neo attention of ``q`` ``(B, heads, T, hd)`` over ``k``/``v`` ``(B, heads, S, hd)``."""
         dtype = v.dtype
         if k.dtype in (torch.bfloat16, torch.float16) and not torch.is_autocast_enabled(k.device.type):
-            # A 16-bit KV cache (JatPolicy precision "bf16": bf16, "int8": fp16): attend in its dtype, whose fused
-            # kernels accumulate in fp32 anyway; upcasting copied the whole cache to fp32 on every step, 6x the
-            # attention itself (issue 15). In fp16 the bias's finfo.min becomes -inf: a masked key still weighs 0,
-            # and SDPA gives a row with every key masked (a placeholder token, output unused) zeros, not NaN.
+            # A 16-bit KV cache (JatPolicy precision "bf16": bf16; "int8": fp16 on CPUs with native fp16): attend in
+            # its dtype, whose fused kernels accumulate in fp32 anyway; upcasting copied the whole cache to fp32 on
+            # every step, 6x the attention itself (issue 15). In fp16 the bias's finfo.min becomes -inf: a masked key
+            # still weighs 0, and SDPA gives a row with every key masked (a placeholder token, output unused) zeros,
+            # not NaN.
             q, bias, dtype = q.to(k.dtype), bias.to(k.dtype), q.dtype
         else:  # logits in fp32 and unscaled, as GPT-Neo computes them (it matters under bf16 autocast)
             q, k, v = q.float(), k.float(), v.float()

@@ -8,20 +8,27 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
   default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with native bf16
   (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning says so).
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
-  layers, and an fp16 KV cache; embeddings, encoders, heads and activations stay fp32. CPU only.
+  layers, and an fp16 KV cache where the CPU runs fp16 natively (fp32 elsewhere); embeddings, encoders, heads and
+  activations stay fp32. CPU only.
 
-int8's KV cache is fp16, chosen by measurement (issue 15). At 16 envs reading the cached keys/values is most of an
-int8 step: on the 2-core Intel Xeon with AMX (1 thread, 10.8 GB/s read), the attention matmuls took 76 of a 122 ms
-step over a 740 MB fp32 cache (torch profiler, a one-off, 2026-12-07). Halving the bytes halves that only where
-a 16-bit kernel streams them: torch's CPU flash attention (SDPA) in fp16 did, in bf16 it did not. 32 rows x 12
-heads x 2 queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3,
-the fp32 step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
-``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. fp16 keeps 11 mantissa bits (bf16: 8), well inside int8
-weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps
-(``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, the same Xeon, 2026-12-07), mean ms with
-the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87 (2 threads); 1 env 32 vs 32, 24 vs 23;
-with the kernels capped at AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs 34.5 at 1 env. One cache dtype serves
-every batch size (the actions must not depend on how many envs share a step), so 1 env pays those 1-3%.
+int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and
+fp32 elsewhere, chosen by measurement (issue 15). At 16 envs reading the cached keys/values is most of an int8 step:
+on the 2-core Intel Xeon with AMX (1 thread, 10.8 GB/s read), the attention matmuls took 76 of a 122 ms step over a
+740 MB fp32 cache (torch profiler, a one-off, 2026-12-07). Halving the bytes halves that only where a 16-bit kernel
+streams them: torch's CPU flash attention (SDPA) in fp16 did there, in bf16 it did not. 32 rows x 12 heads x 2
+queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3, the fp32
+step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
+``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. That cap did not show what a CPU without fp16 hardware does:
+torch's fp16 SDPA then leaves oneDNN's fp16 kernels, whose check reads the hardware, not the cap. On a 2-core AMD
+EPYC with AVX2 only (F16C, no AVX-512; 2026-12-07), 16 rows over 384 keys, mean of 50 calls, 1 thread: SDPA fp16
+32.9 ms, bf16 7.3, fp32 6.8, the two fp32 matmuls 6.1; one row over 512 keys: 1.72, 0.44, 0.26 and 0.22 ms. Whole
+steps there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, 1 thread), p50 ms with the fp32
+cache against the fp16 one: 16 envs 215 vs 503, 1 env 41 vs 53. fp16 keeps 11 mantissa bits (bf16: 8), well inside
+int8 weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps on the Xeon (the same
+benchmark, 2026-12-07), mean ms with the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87
+(2 threads); 1 env 32 vs 32, 24 vs 23; with the kernels capped at AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs
+34.5 at 1 env. One cache dtype serves every batch size on a CPU (the actions must not depend on how many envs share a
+step), so 1 env pays those 1-3% on the Xeon.
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
 with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
@@ -64,6 +71,7 @@ __all__ = [
     "PRECISIONS",
     "apply_precision",
     "cpu_supports_bf16",
+    "cpu_supports_fp16",
     "int8_engine",
     "kv_cache_dtype",
     "precision_of",
@@ -197,8 +205,28 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
     return model
 
 
-def kv_cache_dtype(precision: str) -> torch.dtype:
-    """The keys/values dtype of a policy: fp32 for ``"fp32"``, bf16 for ``"bf16"``, fp16 for ``"int8"`` (see above)."""
+def cpu_supports_fp16() -> bool:
+    """Whether torch's CPU matmuls run fp16 natively here: oneDNN's fp16 kernels (AVX-512 FP16 or AMX-FP16).
+
+    torch's fp16 attention (SDPA) goes through them; without them it falls back to kernels that were 5-10x slower
+    than fp32's on a 2-core AVX2 EPYC (module docstring), so int8's KV cache is fp16 only where this is true.
+    """
     import torch
 
-    return {"bf16": torch.bfloat16, "int8": torch.float16}.get(precision, torch.float32)
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:  # pragma: no cover - a torch built without oneDNN
+        return False
+
+
+def kv_cache_dtype(precision: str) -> torch.dtype:
+    """The keys/values dtype of a policy: fp32 for ``"fp32"``, bf16 for ``"bf16"``, fp16 or fp32 for ``"int8"``.
+
+    int8's cache is fp16 on a CPU with native fp16 matmuls (:func:`cpu_supports_fp16`), else fp32 (module docstring).
+    """
+    import torch
+
+    if precision == "int8":
+        return torch.float16 if cpu_supports_fp16() else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32

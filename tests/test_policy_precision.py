@@ -11,7 +11,7 @@ from jat_policy import precision as precision_module
 from jat_policy.evaluation import jat_policy_factory
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
-from jat_policy.precision import int8_engine, kv_cache_dtype, precision_of, resolve_precision
+from jat_policy.precision import cpu_supports_fp16, int8_engine, kv_cache_dtype, precision_of, resolve_precision
 from tests.conftest import tiny_config
 
 CONT_SPACE = spaces.Dict({"continuous_observation": spaces.Box(-np.inf, np.inf, (6,), np.float32)})
@@ -55,12 +55,24 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     linear = int8.model.transformer.h[0].mlp.c_fc
     assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
     _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
-    assert state.buffers.keys[0].dtype == torch.float16  # halves the bytes a step reads (precision.py)
-    assert (kv_cache_dtype("fp32"), kv_cache_dtype("bf16"), kv_cache_dtype("int8")) == (
-        torch.float32,
-        torch.bfloat16,
-        torch.float16,
-    )
+    assert state.buffers.keys[0].dtype == kv_cache_dtype("int8")
+    assert (kv_cache_dtype("fp32"), kv_cache_dtype("bf16")) == (torch.float32, torch.bfloat16)
+
+
+@pytest.mark.parametrize("fp16", [True, False])
+def test_int8_keeps_an_fp16_kv_cache_only_where_the_cpu_runs_fp16_natively(monkeypatch, fp16):
+    # fp16 halves the bytes a step reads where oneDNN runs fp16; elsewhere fp16 attention is far slower than fp32
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: fp16, raising=False)
+    assert cpu_supports_fp16() is fp16
+    expected = torch.float16 if fp16 else torch.float32
+    assert kv_cache_dtype("int8") == expected
+    int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
+    obs = {"continuous_observation": np.zeros(6, np.float32)}
+    actions, state = int8.predict(obs)
+    assert state.buffers.keys[0].dtype == expected and state.buffers.values[-1].dtype == expected
+    for _ in range(10):  # past a window rollover (W = 4)
+        actions, state = int8.predict(obs, state)
+    assert np.isfinite(actions).all()
 
 
 @pytest.mark.parametrize("amx", [True, False])
