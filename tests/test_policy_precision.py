@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from jat_policy import precision as precision_module
 from jat_policy.evaluation import jat_policy_factory
@@ -53,7 +54,7 @@ def test_bf16_keeps_weights_and_kv_cache_in_bf16_and_int8_quantises_the_blocks()
     assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
     int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
     linear = int8.model.transformer.h[0].mlp.c_fc
-    assert type(linear).__name__ == "Linear" and type(linear).__module__.startswith("torch.ao.nn.quantized")
+    assert isinstance(linear, DynamicLinear)
     _, state = int8.predict({"continuous_observation": np.zeros(6, np.float32)})
     assert state.buffers.keys[0].dtype == kv_cache_dtype("int8")
     assert (kv_cache_dtype("fp32"), kv_cache_dtype("bf16")) == (torch.float32, torch.bfloat16)
@@ -112,10 +113,27 @@ def test_int8_fuses_q_k_v_into_one_quantised_linear_that_attends_the_same():
     assert not hasattr(core, "q_proj") and core.qkv_proj.out_features == 3 * model.config.hidden_size
     int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
     fused = int8.model.transformer.h[0].attn.attention.qkv_proj
-    assert (
-        type(fused).__module__.startswith("torch.ao.nn.quantized")
-        and fused.out_features == 3 * int8.model.config.hidden_size
-    )
+    assert isinstance(fused, DynamicLinear) and fused.out_features == 3 * int8.model.config.hidden_size
+
+
+def test_int8_linears_compute_exactly_what_torch_ao_dynamic_linears_compute():
+    # ours call the kernel directly (precision._int8_linear_class); torch.ao's go through the op's overload packet
+    int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
+    block = int8.model.transformer.h[1]
+    engine = torch.backends.quantized.engine
+    torch.backends.quantized.engine = int8_engine()  # pack the reference for the same kernels
+    try:
+        for linear in (block.attn.attention.qkv_proj, block.mlp.c_fc, block.mlp.c_proj):
+            reference = DynamicLinear(linear.in_features, linear.out_features)
+            reference.set_weight_bias(*linear._weight_bias())
+            x = torch.randn(3, 2, linear.in_features) * 4  # (B, T, in)
+            out = linear(x)
+            assert out.shape == (3, 2, linear.out_features) and out.dtype == torch.float32
+            assert torch.equal(out, reference(x))
+            assert out.abs().max() > 0
+    finally:
+        torch.backends.quantized.engine = engine
+    assert precision_of(int8.model) == "int8"
 
 
 def test_fp32_is_the_cpu_default_and_bf16_the_cuda_default():
