@@ -179,8 +179,9 @@ def step_forward(
         groups = [(slice(0, rows), 0, used)] if used is not None else attention_spans(lengths, window)
         spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], valid[r], lo, hi, window)) for r, lo, hi in groups]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
+    slots = buffers.slots(columns)  # (R * heads * T,)
     for i, block in enumerate(transformer.h):
-        x, _, _ = block(x, None, partial(buffers.write, i, columns, spans[block.attn.attention_type]))
+        x, _, _ = block(x, None, partial(buffers.write, i, slots, spans[block.attn.attention_type]))
     return transformer.ln_f(x)
 
 
