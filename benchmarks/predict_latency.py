@@ -57,9 +57,22 @@ from jat_policy.precision import apply_precision, int8_engine, kv_cache_dtype
 from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
-# CPU features that decide low-precision speed (bf16 and int8 dot products, AMX tiles).
+# CPU features that decide low-precision speed (bf16, fp16 and int8 dot products, AMX tiles).
 ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS")
-KEY_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx512vnni", "avx_vnni", "amx_bf16", "amx_int8")
+KEY_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx512_vnni",
+    "avx512vnni",
+    "avx_vnni",
+    "amx_bf16",
+    "amx_fp16",
+    "amx_int8",
+)
 
 
 # --------------------------------------------------------------------------------------------------
