@@ -47,11 +47,13 @@ from machine_info import cpu_info  # benchmarks/ is on sys.path when a script he
 
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.evaluation.scores import aggregate_scores
+from jat_policy.precision import int8_engine, kv_cache_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CHECKPOINT = ROOT / "runs" / "fidelity" / "scratch" / "runs" / "multi" / "final"  # jat-tiny, trained as above
 DATA = ROOT / "runs" / "fidelity" / "scratch" / "data"
+KEY_FLAGS = ("avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_fp16", "amx_int8")
 
 
 def parse() -> argparse.Namespace:
@@ -179,8 +181,11 @@ def main() -> None:
         "machine": {
             "cpu": name or platform.processor(),
             "cpu_count": os.cpu_count(),
-            "cpu_key_flags": {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_int8")},
+            "cpu_key_flags": {f: f in flags for f in KEY_FLAGS},
             "torch": torch.__version__,
+            # what int8 means on this CPU (both change its numerics): its KV cache dtype and its kernels' engine
+            "int8_kv_cache_dtype": str(kv_cache_dtype("int8")).removeprefix("torch."),
+            "int8_engine": int8_engine(),
             "threads": args.threads,
             "device": args.device,
         },
