@@ -19,7 +19,8 @@ streams them: torch's CPU flash attention (SDPA) in fp16 did there, in bf16 it d
 queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3, the fp32
 step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
 ``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. That cap did not show what a CPU without fp16 hardware does:
-torch's fp16 SDPA then leaves oneDNN's fp16 kernels, whose check reads the hardware, not the cap. On a 2-core AMD
+torch hands fp16 matmuls (those inside SDPA included) to oneDNN only where the CPU runs fp16 (``mkldnn_fp16_gemm``;
+the check reads the CPU, not the caps), and to a generic kernel elsewhere. On a 2-core AMD
 EPYC with AVX2 only (F16C, no AVX-512; 2026-12-07), 16 rows over 384 keys, mean of 50 calls, 1 thread: SDPA fp16
 32.9 ms, bf16 7.3, fp32 6.8, the two fp32 matmuls 6.1; one row over 512 keys: 1.72, 0.44, 0.26 and 0.22 ms. Whole
 steps there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, 1 thread), p50 ms with the fp32
