@@ -23,8 +23,9 @@ torch hands fp16 matmuls (those inside SDPA included) to oneDNN only where the C
 the check reads the CPU, not the caps), and to a generic kernel elsewhere. On a 2-core AMD
 EPYC with AVX2 only (F16C, no AVX-512; 2026-12-07), 16 rows over 384 keys, mean of 50 calls, 1 thread: SDPA fp16
 32.9 ms, bf16 7.3, fp32 6.8, the two fp32 matmuls 6.1; one row over 512 keys: 1.72, 0.44, 0.26 and 0.22 ms. Whole
-steps there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, 1 thread), p50 ms with the fp32
-cache against the fp16 one: 16 envs 215 vs 503, 1 env 41 vs 53. fp16 keeps 11 mantissa bits (bf16: 8), well inside
+steps there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, ``predict_latency_avx2.json``),
+p50 ms with the fp32 cache against the fp16 one: 16 envs 198 vs 541 (1 thread), 126 vs 305 (2 threads); 1 env 29 vs
+55, 33 vs 43. fp16 keeps 11 mantissa bits (bf16: 8), well inside
 int8 weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps on the Xeon (the same
 benchmark, 2026-12-07), mean ms with the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87
 (2 threads); 1 env 32 vs 32, 24 vs 23; with the kernels capped at AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs
