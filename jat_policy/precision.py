@@ -150,8 +150,8 @@ def resolve_precision(precision: str | None, model: nn.Module, device: torch.dev
     if precision == "bf16" and device.type == "cpu" and not cpu_supports_bf16():
         warnings.warn(
             "precision='bf16' on a CPU without native bf16 (no AVX-512 BF16 or AMX): torch emulates bf16 matmuls "
-            "here, which makes a step slower than fp32 (jat-small, 1 thread, 2-core AVX2 EPYC: 94 vs 80 ms at 1 env, "
-            "1158 vs 268 ms at 16 envs; benchmarks/results/predict_latency_avx2.json). Use precision='int8' for "
+            "here, which makes a step slower than fp32 (jat-small, 1 thread, 2-core AVX2 EPYC: 96 vs 73 ms at 1 env, "
+            "1255 vs 308 ms at 16 envs; benchmarks/results/predict_latency_avx2.json). Use precision='int8' for "
             "speed on this CPU, or 'fp32' for exact actions.",
             UserWarning,
             stacklevel=3,
