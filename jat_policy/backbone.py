@@ -104,7 +104,9 @@ class GPTNeoSelfAttentionCore(nn.Module):
         and values returned are then the new tokens' only.
         """
         if self.qkv_proj is not None:
-            q, k, v = (self._split(part) for part in self.qkv_proj(x).chunk(3, dim=-1))
+            b, t, _ = x.shape
+            qkv = self.qkv_proj(x).view(b, t, 3, self.num_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, T, hd)
         else:
             q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         kv = past(k, v) if past is not None else (k, v)
@@ -136,7 +138,7 @@ class GPTNeoSelfAttentionCore(nn.Module):
         rows stay finite, as SDPA's do.
         """
         logits = torch.matmul(q.float(), k.transpose(-1, -2))  # (B, heads, T, S), unscaled as GPT-Neo's
-        logits = (logits + bias).clamp_(min=torch.finfo(logits.dtype).min)
+        logits.add_(bias).clamp_(min=torch.finfo(logits.dtype).min)
         return torch.matmul(torch.softmax(logits, dim=-1), v)  # (B, heads, T, hd)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
