@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gymnasium import spaces
-from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
+from machine_info import cpu_info, key_flags  # benchmarks/ is on sys.path when a script here runs
 
 from jat_policy.evaluation import evaluate, jat_policy_factory
 from jat_policy.evaluation.scores import aggregate_scores
@@ -53,7 +53,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CHECKPOINT = ROOT / "runs" / "fidelity" / "scratch" / "runs" / "multi" / "final"  # jat-tiny, trained as above
 DATA = ROOT / "runs" / "fidelity" / "scratch" / "data"
-KEY_FLAGS = ("avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_fp16", "amx_int8")
 
 
 def parse() -> argparse.Namespace:
@@ -181,7 +180,7 @@ def main() -> None:
         "machine": {
             "cpu": name or platform.processor(),
             "cpu_count": os.cpu_count(),
-            "cpu_key_flags": {f: f in flags for f in KEY_FLAGS},
+            "cpu_key_flags": key_flags(flags),
             "torch": torch.__version__,
             # what int8 means on this CPU (both change its numerics): its KV cache dtype and its kernels' engine
             "int8_kv_cache_dtype": str(kv_cache_dtype("int8")).removeprefix("torch."),

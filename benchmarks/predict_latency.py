@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from gymnasium import spaces
-from machine_info import cpu_info  # benchmarks/ is on sys.path when a script here runs
+from machine_info import cpu_info, key_flags  # benchmarks/ is on sys.path when a script here runs
 
 from jat_policy.cache import KVCache, WindowBuffers
 from jat_policy.configuration import JatConfig
@@ -57,22 +57,8 @@ from jat_policy.precision import apply_precision, int8_engine, kv_cache_dtype
 from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
-# CPU features that decide low-precision speed (bf16, fp16 and int8 dot products, AMX tiles).
+# Environment variables that cap torch / oneDNN / fbgemm kernels below the CPU's own ISA (recorded when set).
 ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "FBGEMM_ENABLE_INSTRUCTIONS")
-KEY_FLAGS = (
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx512_vnni",
-    "avx512vnni",
-    "avx_vnni",
-    "amx_bf16",
-    "amx_fp16",
-    "amx_int8",
-)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +125,7 @@ def machine(device: torch.device) -> dict:
         "platform": platform.platform(),
         "cpu": name or platform.processor(),
         "cpu_count": os.cpu_count(),
-        "cpu_key_flags": {flag: flag in flags for flag in KEY_FLAGS},
+        "cpu_key_flags": key_flags(flags),
         "cpu_flags": flags,
         # kernels capped below the CPU's own ISA (torch, oneDNN, fbgemm): the flags above are then not what ran
         "isa_caps": {v: os.environ[v] for v in ISA_CAPS if v in os.environ},
