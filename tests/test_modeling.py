@@ -436,7 +436,7 @@ def test_the_policy_steps_attention_equals_sdpa_and_stays_finite_on_masked_rows(
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_a_16_bit_kv_cache_attends_like_the_fp32_step_within_its_rounding(dtype) -> None:
-    # JatPolicy's int8 precision keeps an fp16 cache, bf16 a bf16 one (precision.kv_cache_dtype); queries stay fp32
+    # JatPolicy's int8 keeps an fp16 cache on fp16 CPUs, bf16 a bf16 one (precision.kv_cache_dtype); queries fp32
     from jat_policy.backbone import GPTNeoSelfAttentionCore, build_attention_bias
 
     gen = torch.Generator().manual_seed(0)
