@@ -451,6 +451,34 @@ def test_torchrun_two_processes_match_one_process(tmp_path, data_root, tiny_mode
     _assert_same_weights(tmp_path / "d" / "final", single, atol=1e-5)
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_cli_destroys_the_process_group_it_trained_under(tmp_path, monkeypatch, fails):
+    # Left to interpreter teardown, a gloo group can abort a rank after a successful torchrun run (SIGABRT).
+    import torch.distributed as dist
+
+    from jat_policy.trainers import bc
+
+    def fake_train(options):
+        assert dist.is_initialized()
+        if fails:
+            raise RuntimeError("boom")
+        return tmp_path / "final"
+
+    monkeypatch.setattr(bc, "train", fake_train)
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="boom"):
+                cli_main(["--tasks", "metaworld-reach", "--output-dir", str(tmp_path / "run")])
+        else:
+            assert cli_main(["--tasks", "metaworld-reach", "--output-dir", str(tmp_path / "run")]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_device_option_picks_cuda_only_when_there():
     import torch
 

@@ -74,6 +74,7 @@ __all__ = [
     "TrainOptions",
     "cli_main",
     "cpu_supports_bf16",
+    "end_distributed",
     "find_last_checkpoint",
     "load_task_windows",
     "resolve_bf16",
@@ -458,6 +459,8 @@ def train(options: TrainOptions, callbacks: list[TrainerCallback] | None = None)
     Returns:
         The final checkpoint directory (``<output_dir>/final``): model, config, tokenizer and processor.
 
+    Under torchrun, call :func:`end_distributed` once training is over, before the script exits.
+
     Example:
         >>> from jat_policy.trainers.bc import TrainOptions, train
         >>> final = train(TrainOptions(tasks=["babyai-go-to-red-ball"], data="data/", max_steps=100))  # doctest: +SKIP
@@ -523,9 +526,27 @@ def cli_main(argv: list[str] | None = None) -> int:
 
     options = parse_args(TrainOptions, argv, prog="jat-policy train", description=TrainOptions.__doc__ or "")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    final = train(options)
+    try:
+        final = train(options)
+    finally:
+        end_distributed()
     print(f"Final checkpoint: {final}")
     return 0
+
+
+def end_distributed() -> None:
+    """Destroys the ``torch.distributed`` process group of a torchrun launch, if any; call it before the process exits.
+
+    ``Trainer`` (through Accelerate) creates the group and never destroys it. Left to interpreter teardown, gloo's
+    worker threads can still hold tensors whose release needs the GIL while Python finalises, and a rank aborts
+    ("terminate called without an active exception", SIGABRT) after a successful run: one clean-clone CI run of the
+    two-process test in 2026-12 failed so (the cause is described in pytorch/pytorch PR 179291). A script that calls
+    :func:`train` under torchrun should call this at its end, as ``jat-policy train`` does.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":  # `torchrun -m jat_policy.trainers.bc ...`
