@@ -557,7 +557,8 @@ class JatPolicy:
             context_window: ``W`` in timesteps; default: ``policy.json``'s, else the per-domain default.
             device: Device for the model (``"auto"``: CUDA when available).
             revision: Hub revision.
-            dtype: dtype to cast the weights to (``torch.bfloat16`` amounts to ``precision="bf16"``).
+            dtype: dtype to cast the weights to at load (``torch.bfloat16`` implies ``precision="bf16"``, with the
+                weights outside the blocks' linears rounded to bf16 as well; ``precision="bf16"`` keeps them exact).
             precision: ``"fp32"``, ``"bf16"`` or ``"int8"``, applied to the fp32 checkpoint at load (default: bf16
                 on CUDA, else fp32 or ``dtype``'s).
 

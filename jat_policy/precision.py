@@ -4,12 +4,21 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
 (issue 15). Checkpoints stay fp32 safetensors; the precision is applied when a policy is built (quantised at load).
 
 * ``"fp32"``: exact (every action equals the fp32 full forward); the CPU default.
-* ``"bf16"``: bf16 weights, activations and KV cache (attention logits stay fp32, as GPT-Neo computes them); the CUDA
-  default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with native bf16
-  (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning says so).
+* ``"bf16"``: bf16 weights for the transformer blocks' linears (their matmuls run in bf16, accumulating in fp32) and a
+  bf16 KV cache; the residual stream, LayerNorms, GELU, embeddings, encoders and heads stay fp32, as int8 keeps
+  them. The CUDA default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with
+  native bf16 (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning
+  says so).
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
   layers, and an fp16 KV cache where the CPU runs fp16 natively (fp32 elsewhere); embeddings, encoders, heads and
   activations stay fp32. CPU only.
+
+bf16's layout, by measurement (issue 15): the first design cast the whole model to bf16, residual stream included,
+and on the fidelity checkpoint trained on the AMX Xeon one of its 100 pendulum episodes fell where fp32's never did
+(a score outside fp32's zero-width CI). With only the block linears in bf16, on the checkpoint trained on the AVX2
+EPYC (fp32 drives; each layout predicts in lockstep on the same inputs, 2026-12-07): reach mean / max |delta| of
+the actions 0.00014 / 0.0034 against the whole model's 0.00091 / 0.0074 (10 episodes), pendulum 0.00048 / 0.018
+against 0.0012 / 0.041 (20 episodes); GoToRedBall's argmax equal in both. The price is two casts per linear.
 
 int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and
 fp32 elsewhere, chosen by measurement (issue 15). At 16 envs reading the cached keys/values is most of an int8 step:
@@ -126,6 +135,9 @@ def precision_of(model: nn.Module) -> str:
     for module in model.modules():  # torch.ao's quantised modules, or ours derived from them (_int8_linear_class)
         if any(cls.__module__.startswith("torch.ao.nn.quantized") for cls in type(module).__mro__):
             return "int8"
+    if _has_bf16_linears(model):
+        return "bf16"
+    # A model cast whole with model.to(torch.bfloat16): apply_precision(model, "bf16") gives it our bf16 layout.
     return "bf16" if next(model.parameters()).dtype == torch.bfloat16 else "fp32"
 
 
@@ -176,15 +188,20 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
     from torch import nn
 
     current = precision_of(model)
-    if current == precision:
-        return model
     if current == "int8":
+        if precision == "int8":
+            return model
         raise ValueError(
             f"The model is already int8-quantised and cannot become {precision!r}: reload the fp32 checkpoint."
         )
+    bf16_linear = _bf16_linear_class()
     if precision == "bf16":
-        return model.to(torch.bfloat16)
+        if not _has_bf16_linears(model):
+            model.float()  # a model cast whole to bf16 gets its embeddings, norms and heads back in fp32 (exactly)
+            _replace_block_linears(model, nn.Linear, bf16_linear, torch.bfloat16)
+        return model
     model.float()
+    _replace_block_linears(model, bf16_linear, nn.Linear, torch.float32)  # a bf16 model becomes fp32 again
     if precision == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates the eager API (see above)
@@ -208,6 +225,54 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
             finally:
                 torch.backends.quantized.engine = engine
     return model
+
+
+@functools.cache
+def _bf16_linear_class() -> type:
+    """The block linears of precision ``"bf16"``: bf16 weights, input and output in the caller's dtype (fp32).
+
+    Only the matmuls run in bf16 (accumulating in fp32, as bf16 kernels do); the residual stream, LayerNorms,
+    GELU, embeddings and heads stay fp32, so rounding does not build up along the residual additions. Casting the
+    whole model to bf16 (the first design) moved a trained jat-tiny's actions 2-6x further from fp32's (module
+    docstring). Built on first use: torch loads lazily here.
+    """
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Bf16Linear(nn.Linear):
+        """``nn.Linear`` with bf16 weights: ``(..., in)`` -> ``(..., out)`` in the input's dtype, matmul in bf16."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """Applies the layer (shapes in the class docstring)."""
+            return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+    return Bf16Linear
+
+
+def _has_bf16_linears(model: nn.Module) -> bool:
+    bf16_linear = _bf16_linear_class()
+    return any(type(module) is bf16_linear for module in model.modules())
+
+
+def _replace_block_linears(model: nn.Module, old: type, new: type, dtype: torch.dtype) -> None:
+    """Replaces every ``old`` linear of the transformer blocks by a ``new`` one holding its weights in ``dtype``.
+
+    The parameter names stay (``weight``, ``bias``), so ``checkpoint_weights`` and saving are unchanged.
+    """
+    import torch
+
+    for block in model.transformer.h:
+        for parent in list(block.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is not old:
+                    continue
+                weight = child.weight
+                layer = new(child.in_features, child.out_features, child.bias is not None, weight.device, dtype)
+                with torch.no_grad():
+                    layer.weight.copy_(weight)
+                    if child.bias is not None:
+                        layer.bias.copy_(child.bias)
+                setattr(parent, name, layer.train(child.training))
 
 
 @functools.cache
