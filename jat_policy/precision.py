@@ -237,10 +237,9 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
 def _bf16_linear_class() -> type:
     """The block linears of precision ``"bf16"``: bf16 weights, input and output in the caller's dtype (fp32).
 
-    Only the matmuls run in bf16 (accumulating in fp32, as bf16 kernels do); the residual stream, LayerNorms,
-    GELU, embeddings and heads stay fp32, so rounding does not build up along the residual additions. Casting the
-    whole model to bf16 (the first design) moved a trained jat-tiny's actions 2-6x further from fp32's (module
-    docstring). Built on first use: torch loads lazily here.
+    Only the matmuls run in bf16 (accumulating in fp32, as bf16 kernels do); the observations, embeddings, heads,
+    residual stream, LayerNorms and GELU stay fp32. Casting the whole model to bf16 (the first design) moved a
+    trained jat-tiny's actions 2-6x further from fp32's (module docstring). Built on first use: torch loads lazily.
     """
     import torch.nn.functional as F
     from torch import nn
