@@ -541,7 +541,7 @@ def end_distributed() -> None:
     worker threads can still hold tensors whose release needs the GIL while Python finalises, and a rank aborts
     ("terminate called without an active exception", SIGABRT) after a successful run: a clean-clone CI run of the
     two-process test failed so, and 1 of 40 two-process runs here (2-core AVX2 EPYC, 2026-12-07); with the group
-    destroyed, 0 of 60 (the cause is described in pytorch/pytorch PR 179291). A script that calls :func:`train` under
+    destroyed, 0 of 120 (the cause is described in pytorch/pytorch PR 179291). A script that calls :func:`train` under
     torchrun should call this at its end, as ``jat-policy train`` does.
     """
     import torch.distributed as dist
