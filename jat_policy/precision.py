@@ -18,10 +18,11 @@ and on the fidelity checkpoint trained on the AMX Xeon one of its 100 pendulum e
 (a score outside fp32's zero-width CI). With only the block linears in bf16, on the checkpoint trained on the AVX2
 EPYC (fp32 drives; each layout predicts in lockstep on the same inputs, 2026-12-07): reach mean / max |delta| of
 the actions 0.00014 / 0.0034 against the whole model's 0.00091 / 0.0074 (10 episodes), pendulum 0.00048 / 0.018
-against 0.0012 / 0.041 (20 episodes); GoToRedBall's argmax equal in both. Casting the whole model but keeping the
-residual stream and the LayerNorms in fp32 helped little (0.00075 and 0.0010): most of the difference is the
-inputs, embeddings and heads in bf16 (a continuous observation rounded to 8 bits of mantissa). So jat-small's bf16
-weights are its blocks' 85M of 193M parameters (0.60 GB in all against fp32's 0.77). The price is two casts per linear:
+against 0.0012 / 0.041 (20 episodes); GoToRedBall's argmax equal in both. Neither half alone does it: the whole model
+in bf16 with only the residual stream and LayerNorms in fp32 gave 0.00075 and 0.0010 (its observations still enter
+rounded to bf16's 8 bits of mantissa), and an earlier probe with only the encoder and decoder in fp32 moved the
+pendulum's actions as much as the whole-model cast (README). So jat-small's bf16 weights are its blocks' 85M of 193M
+parameters (0.60 GB in all against fp32's 0.77). The price is two casts per linear:
 jat-small, 1 thread, interleaved in one process on that EPYC (bf16 emulated), 105.5 against 102.7 ms (p50) at 1 env
 and 1256 against 1279 ms at 16 envs; not measured on a CPU with native bf16, where the latency tables of the README
 still show the whole-model layout.
