@@ -272,10 +272,12 @@ def _replace_block_linears(model: nn.Module, old: type, new: type, dtype: torch.
             for name, child in list(parent.named_children()):
                 if type(child) is not old:
                     continue
-                weight = child.weight
-                layer = new(child.in_features, child.out_features, child.bias is not None, weight.device, dtype)
+                # Built on the meta device and then allocated: no random initialisation of weights overwritten next
+                # (it doubled the time of a jat-small bf16 conversion).
+                layer = new(child.in_features, child.out_features, child.bias is not None, "meta", dtype)
+                layer = layer.to_empty(device=child.weight.device)
                 with torch.no_grad():
-                    layer.weight.copy_(weight)
+                    layer.weight.copy_(child.weight)
                     if child.bias is not None:
                         layer.bias.copy_(child.bias)
                 setattr(parent, name, layer.train(child.training))
