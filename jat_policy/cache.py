@@ -87,11 +87,16 @@ class KVSpans:
         spans: The row spans, covering the batch's rows in order.
         keys: ``(rows, heads, stop - start, hd)`` per span (views of the layer's buffers, no copy).
         values: The same for the values.
+        buffer_keys: The layer's whole ``(R, heads, C, hd)`` key buffer, which the spans view (for kernels that
+            index it directly, :mod:`jat_policy.kernels`).
+        buffer_values: The same for the values.
     """
 
     spans: list[RowSpan]
     keys: list[Tensor]
     values: list[Tensor]
+    buffer_keys: Tensor
+    buffer_values: Tensor
 
 
 KVExtend = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | KVSpans"]
@@ -178,6 +183,8 @@ class WindowBuffers:
             spans,
             [keys_[s.rows, :, s.start : s.stop] for s in spans],
             [values_[s.rows, :, s.start : s.stop] for s in spans],
+            keys_,
+            values_,
         )
 
     def clone(self) -> WindowBuffers:
