@@ -589,7 +589,11 @@ def main() -> None:
     args = parse()
     preset = "jat-tiny" if args.quick else args.preset
     device = torch.device(args.device)
-    torch.set_default_device(device)  # synthesised caches and inputs live on the device too
+    if device.type != "cpu":  # synthesised caches and inputs live on the device too
+        # Not on the CPU, where it changes nothing but costs: torch.set_default_device installs a Python
+        # TorchFunctionMode that every op then goes through (int8 jat-small, 1 env, 1 thread, 2-core AVX2 EPYC,
+        # interleaved in one process: 26.2 ms a step with it, 19.9 ms without, 2026-12-07).
+        torch.set_default_device(device)
     rng, gen = np.random.default_rng(0), torch.Generator(device).manual_seed(0)
     torch.manual_seed(0)
     model = JatModel(JatConfig.from_preset(preset)).to(device).eval()
