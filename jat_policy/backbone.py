@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jat_policy import kernels
-from jat_policy.cache import KVCache, KVExtend, KVSpans
+from jat_policy.cache import KVCache, KVExtend, KVRows, KVSpans
 from jat_policy.configuration import JatConfig
 
 __all__ = [
@@ -101,8 +101,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
     def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
         """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values.
 
-        ``bias`` is ignored when ``past`` returns :class:`~jat_policy.cache.KVSpans` (each span has its own); the keys
-        and values returned are then the new tokens' only.
+        ``bias`` is ignored when ``past`` returns :class:`~jat_policy.cache.KVSpans` (each span has its own) or
+        :class:`~jat_policy.cache.KVRows` (key ranges); the keys and values returned are then the new tokens' only.
         """
         if self.qkv_proj is not None:
             b, t, _ = x.shape
@@ -111,21 +111,15 @@ class GPTNeoSelfAttentionCore(nn.Module):
         else:
             q, k, v = self._split(self.q_proj(x)), self._split(self.k_proj(x)), self._split(self.v_proj(x))
         kv = past(k, v) if past is not None else (k, v)
-        if isinstance(kv, KVSpans):  # rows reading different key columns (JatPolicy's step): one call per span
-            if not self.training and kernels.available(kv.buffer_keys):  # an fp32 CPU buffer: streamed
-                parts = [
-                    kernels.stream_attention(
-                        q[span.rows], kv.buffer_keys, kv.buffer_values, span.rows.start or 0, span.start, span.bias
-                    )
-                    for span in kv.spans
-                ]
-            else:
-                cached = kv.keys[0].dtype  # the state's KV dtype (precision.kv_cache_dtype), not the new keys'
-                attend = self._attend_step if cached == torch.float32 and not self.training else self._attend
-                parts = [
-                    attend(q[span.rows], keys, values, span.bias)
-                    for span, keys, values in zip(kv.spans, kv.keys, kv.values, strict=True)
-                ]
+        if isinstance(kv, KVRows):  # each row reads its own key columns of the buffers (one-thread CPU step)
+            out = kernels.row_attention(q, kv.keys, kv.values, kv.lo, kv.hi)
+        elif isinstance(kv, KVSpans):  # rows reading different key columns (JatPolicy's step): one call per span
+            cached = kv.keys[0].dtype  # the state's KV dtype (precision.kv_cache_dtype), not the new keys'
+            attend = self._attend_step if cached == torch.float32 and not self.training else self._attend
+            parts = [
+                attend(q[span.rows], keys, values, span.bias)
+                for span, keys, values in zip(kv.spans, kv.keys, kv.values, strict=True)
+            ]
             out = parts[0] if len(parts) == 1 else torch.cat(parts)
         else:
             k, v = kv  # (B, heads, S + T, hd)

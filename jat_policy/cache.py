@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["KVCache", "KVExtend", "KVSpans", "RowSpan", "WindowBuffers"]
+__all__ = ["KVCache", "KVExtend", "KVRows", "KVSpans", "RowSpan", "WindowBuffers"]
 
 
 @dataclass
@@ -87,21 +87,34 @@ class KVSpans:
         spans: The row spans, covering the batch's rows in order.
         keys: ``(rows, heads, stop - start, hd)`` per span (views of the layer's buffers, no copy).
         values: The same for the values.
-        buffer_keys: The layer's whole ``(R, heads, C, hd)`` key buffer, which the spans view (for kernels that
-            index it directly, :mod:`jat_policy.kernels`).
-        buffer_values: The same for the values.
     """
 
     spans: list[RowSpan]
     keys: list[Tensor]
     values: list[Tensor]
-    buffer_keys: Tensor
-    buffer_values: Tensor
 
 
-KVExtend = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | KVSpans"]
-"""``(new keys, new values) -> (all keys, all values)`` of one layer (:meth:`KVCache.extend` bound to it), or the
-:class:`KVSpans` each group of rows attends over (:meth:`WindowBuffers.write`)."""
+@dataclass(frozen=True)
+class KVRows:
+    """What a layer attends over when every row reads its own key columns of the buffers (:mod:`jat_policy.kernels`).
+
+    Attributes:
+        keys: The layer's whole ``(R, heads, C, hd)`` key buffer.
+        values: The same for the values.
+        lo: ``(R, T)`` first key column each new token attends over (:func:`~jat_policy.kernels.key_ranges`).
+        hi: ``(R, T)`` one past its last.
+    """
+
+    keys: Tensor
+    values: Tensor
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+KVExtend = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor] | KVSpans | KVRows"]
+"""``(new keys, new values) -> (all keys, all values)`` of one layer (:meth:`KVCache.extend` bound to it), or what
+each row of the buffers attends over (:meth:`WindowBuffers.write`): :class:`KVSpans` per group of rows, or
+:class:`KVRows`."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,11 +178,27 @@ class WindowBuffers:
         base = torch.arange(rows, device=device)[:, None] * heads + torch.arange(heads, device=device)  # (R, heads)
         return (base[:, :, None] * capacity + columns[:, None, :]).reshape(-1)
 
-    def write(self, layer: int, slots: Tensor, spans: list[RowSpan], keys: Tensor, values: Tensor) -> KVSpans:
+    def write(
+        self,
+        layer: int,
+        slots: Tensor,
+        reads: list[RowSpan] | tuple[np.ndarray, np.ndarray],
+        keys: Tensor,
+        values: Tensor,
+    ) -> KVSpans | KVRows:
         """Writes the new ``(R, heads, T, hd)`` keys/values of ``layer`` at ``slots`` (:meth:`slots`), in place.
 
+        Args:
+            layer: The layer.
+            slots: Where the new tokens go (:meth:`slots`).
+            reads: What the rows attend over next: groups of rows (:class:`RowSpan`), or each token's key columns
+                ``(lo, hi)`` (:func:`~jat_policy.kernels.key_ranges`).
+            keys: The new keys.
+            values: The new values.
+
         Returns:
-            Each span's rows and columns of the layer's keys and values (views, no copy).
+            Each span's rows and columns of the layer's keys and values (views, no copy), or the whole buffers with
+            the key ranges.
         """
         keys_, values_ = self.keys[layer], self.values[layer]
         head_dim = keys_.shape[-1]
@@ -179,12 +208,12 @@ class WindowBuffers:
         # holds another dtype.
         keys_.view(-1, head_dim).index_copy_(0, slots, keys.reshape(-1, head_dim).to(keys_.dtype))
         values_.view(-1, head_dim).index_copy_(0, slots, values.reshape(-1, head_dim).to(values_.dtype))
+        if isinstance(reads, tuple):
+            return KVRows(keys_, values_, *reads)
         return KVSpans(
-            spans,
-            [keys_[s.rows, :, s.start : s.stop] for s in spans],
-            [values_[s.rows, :, s.start : s.stop] for s in spans],
-            keys_,
-            values_,
+            reads,
+            [keys_[s.rows, :, s.start : s.stop] for s in reads],
+            [values_[s.rows, :, s.start : s.stop] for s in reads],
         )
 
     def clone(self) -> WindowBuffers:

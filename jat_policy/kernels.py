@@ -1,27 +1,24 @@
-"""A policy step's attention over an fp32 KV buffer, streamed by two small numba kernels.
+"""A policy step's attention over an fp32 KV buffer, each row reading exactly its own keys, in two numba loops.
 
 A :class:`~jat_policy.policy.JatPolicy` step has two queries per context (``[a_{t-1}, o_t]``) and reads up to ``2 W``
 cached keys/values per head: the attention only streams keys and values once. torch's CPU matmul does this at about
-half the machine's read bandwidth for two query rows (MKL packs the keys first), and its flash kernel is no faster; no
-maintained library offers a few-query attention that streams at full bandwidth, so these two loops are written here
-(numba compiles them). Measured on jat-small's shapes (12 layers, a 448- and a 192-column span per layer, caches
-flushed between layers, 1 thread, 2-core AMD EPYC with AVX2, 2026-12-07): 4.5 ms against 7.2 ms for
-``matmul / softmax / matmul``, with a plain sum over the same bytes taking 3.3 ms; outputs within 7e-6 of torch's.
+half the machine's read bandwidth for two query rows (MKL packs the keys first), and its flash kernel is no faster;
+no maintained library offers a few-query attention over per-row key ranges that streams at full bandwidth, so these
+two loops are written here (numba compiles them). On jat-small's shapes (12 layers, a 448- and a 192-column row per
+layer, caches flushed between layers, 1 thread, 2-core AMD EPYC with AVX2, 2026-12-07) the loops took 4.5 ms against
+7.2 ms for ``matmul / softmax / matmul``, a plain sum over the same bytes 3.3 ms, with outputs within 7e-6 of torch's.
 
-The kernels index the whole contiguous ``(R, heads, C, hd)`` buffer (rows ``row0 ..``, columns ``start ..``):
-numba vectorises the ``hd`` loop only over C-contiguous arrays (over a strided view of the same columns the loops
-ran 3.5x slower). The softmax between them stays torch's (vectorised ``exp``).
+Each row reads only its valid key columns (below its length, not after the query, within a local layer's window), so
+rows of different lengths need neither padding nor one call per group of rows (torch's path,
+:func:`~jat_policy.rolling.attention_spans`). The kernels index the whole contiguous ``(R, heads, C, hd)`` buffer:
+numba vectorises the ``hd`` loop only over C-contiguous arrays (over a strided view the loops ran 3.5x slower). The
+softmax between them stays torch's (vectorised ``exp``).
 
-The kernels run on the calling thread only, so they are used when torch runs on one thread (:func:`available`).
-With more threads torch's matmuls split the heads over them; a numba ``parallel=True`` variant was 1.03-1.07x faster
-there (2 threads, same box) but its OpenMP pool kept a second core busy even when torch was given one thread, so
-it was not kept.
-
-Whole ``JatPolicy.predict`` steps, jat-small int8, W = 256, one thread, interleaved A/B in one process (same box and
-day): 1 env 1.05x (mean) / 1.09x (p50), 16 envs 1.14x / 1.18x; fp32 at 1 env 1.01x / 1.02x.
-
-numba is imported on first use (and compiles the kernels then, cached on disk); :func:`available` is False where it
-cannot be imported, and callers then keep torch's matmuls.
+The loops run on the calling thread only, so they serve steps with torch on one thread (:func:`available`). With more
+threads torch's matmuls split the heads over them; a numba ``parallel=True`` variant was 1.03-1.07x faster there (2
+threads, same box) but its OpenMP pool kept a second core busy even when torch was given one thread, so it was not
+kept. numba is imported on first use (and compiles the loops then, cached on disk); without it
+:func:`available` is False and steps keep torch's matmuls.
 """
 
 from __future__ import annotations
@@ -33,43 +30,42 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["available", "stream_attention"]
+__all__ = ["available", "key_ranges", "row_attention"]
 
-# Reassociation (vectorised sums) and FMA contraction only: no "finite math" flags, since a masked logit is
-# ``finfo.min + finfo.min = -inf`` before the clamp.
+# Reassociation (vectorised sums) and FMA contraction only: no "finite math" flags.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-
-
 _LOW = np.float32(np.finfo(np.float32).min)
 
 
-def _logits(q, keys, bias, row0, start, out):  # pragma: no cover - compiled by numba (:func:`_kernels`)
-    """``out[i, h, t, j] = max(q[i, h, t] . keys[row0 + i, h, start + j] + bias[i, 0, t, j], finfo.min)``."""
+def _logits(q, keys, lo, hi, base, out):  # pragma: no cover - compiled by numba (:func:`_kernels`)
+    """``out[i, h, t, j - base[i]] = q[i, h, t] . keys[i, h, j]`` for ``lo[i, t] <= j < hi[i, t]``, else finfo.min."""
     rows, heads, tokens, head_dim = q.shape
-    columns = out.shape[3]
     for i in range(rows):
+        first, last = lo[i].min(), hi[i].max()
         for h in range(heads):
-            for j in range(columns):  # each key row is read once, for every query token
+            out[i, h] = _LOW
+            for j in range(first, last):  # each key row is read once, for every query token that sees it
                 for t in range(tokens):
-                    acc = np.float32(0.0)
-                    for d in range(head_dim):
-                        acc += q[i, h, t, d] * keys[row0 + i, h, start + j, d]
-                    x = acc + bias[i, 0, t, j]
-                    out[i, h, t, j] = x if x > _LOW else _LOW  # masked logits stay finite, as SDPA's
+                    if lo[i, t] <= j < hi[i, t]:
+                        acc = np.float32(0.0)
+                        for d in range(head_dim):
+                            acc += q[i, h, t, d] * keys[i, h, j, d]
+                        out[i, h, t, j - base[i]] = acc
 
 
-def _mix(weights, values, row0, start, out):  # pragma: no cover - compiled by numba (:func:`_kernels`)
-    """``out[i, h, t] = sum_j weights[i, h, t, j] * values[row0 + i, h, start + j]``."""
-    rows, heads, tokens, columns = weights.shape
-    head_dim = out.shape[3]
+def _mix(weights, values, lo, hi, base, out):  # pragma: no cover - compiled by numba (:func:`_kernels`)
+    """``out[i, h, t] = sum_j weights[i, h, t, j - base[i]] * values[i, h, j]`` over ``lo[i, t] <= j < hi[i, t]``."""
+    rows, heads, tokens, head_dim = out.shape
     for i in range(rows):
+        first, last = lo[i].min(), hi[i].max()
         for h in range(heads):
-            out[i, h] = 0.0
-            for j in range(columns):
+            out[i, h] = 0.0  # a query that sees no key (a placeholder token) gets zeros
+            for j in range(first, last):
                 for t in range(tokens):
-                    w = weights[i, h, t, j]
-                    for d in range(head_dim):
-                        out[i, h, t, d] += w * values[row0 + i, h, start + j, d]
+                    if lo[i, t] <= j < hi[i, t]:
+                        w = weights[i, h, t, j - base[i]]
+                        for d in range(head_dim):
+                            out[i, h, t, d] += w * values[i, h, j, d]
 
 
 @functools.cache
@@ -84,7 +80,7 @@ def _kernels() -> tuple[Callable, Callable] | None:
 
 
 def available(keys: Tensor) -> bool:
-    """Whether :func:`stream_attention` serves this buffer.
+    """Whether :func:`row_attention` serves this buffer.
 
     It does for a contiguous fp32 buffer on the CPU, with torch on one thread and numba importable.
     """
@@ -97,37 +93,61 @@ def available(keys: Tensor) -> bool:
     )
 
 
-def stream_attention(q: Tensor, keys: Tensor, values: Tensor, row0: int, start: int, bias: Tensor) -> Tensor:
-    """GPT-Neo attention (unscaled logits, as :meth:`GPTNeoSelfAttentionCore._attend_step`) of ``q`` over a buffer.
+def key_ranges(columns: np.ndarray, lengths: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The key columns ``[lo, hi)`` each new token attends over, GPT-Neo's masks as ranges.
+
+    Column = position: a token at column ``c`` sees the valid columns (``< length``) up to ``c``, and in a local
+    layer only the last ``window`` of them (``c - window < j``), as :func:`~jat_policy.backbone.build_attention_bias`.
 
     Args:
-        q: ``(r, heads, T, hd)`` queries of rows ``row0 .. row0 + r`` of the buffer.
-        keys: ``(R, heads, C, hd)`` a layer's whole key buffer (C-contiguous fp32, :func:`available`).
-        values: The same for the values.
-        row0: First buffer row of the queries.
-        start: First key column attended; ``bias.shape[-1]`` columns are read from there.
-        bias: ``(r, 1, T, S)`` additive attention bias.
+        columns: ``(R, T)`` column of each new token.
+        lengths: ``(R,)`` valid columns of each row (the new tokens included).
+        window: The layer's local window in positions, or ``None`` for a global layer.
 
     Returns:
-        ``(r, heads, T, hd)`` attention outputs.
+        ``lo`` and ``hi``, ``(R, T)`` int64 each, ``lo <= hi`` (equal: the token sees no key).
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    hi = np.minimum(columns + 1, np.asarray(lengths, dtype=np.int64)[:, None])
+    lo = np.zeros_like(columns) if window is None else np.maximum(columns + 1 - window, 0)
+    return np.minimum(lo, np.maximum(hi, 0)), np.maximum(hi, 0)
+
+
+def row_attention(q: Tensor, keys: Tensor, values: Tensor, lo: np.ndarray, hi: np.ndarray) -> Tensor:
+    """GPT-Neo attention (unscaled logits) of each row's new tokens over its own key columns of the buffer.
+
+    Equal to :meth:`~jat_policy.backbone.GPTNeoSelfAttentionCore._attend_step` with the additive mask of
+    :func:`key_ranges` (within fp32 rounding): masked logits weigh exactly 0 there too. A token that sees no key (a
+    placeholder) gets zeros.
+
+    Args:
+        q: ``(R, heads, T, hd)`` queries of every buffer row.
+        keys: ``(R, heads, C, hd)`` a layer's whole key buffer (C-contiguous fp32, :func:`available`).
+        values: The same for the values.
+        lo: ``(R, T)`` first key column of each token (:func:`key_ranges`).
+        hi: ``(R, T)`` one past its last.
+
+    Returns:
+        ``(R, heads, T, hd)`` attention outputs.
     """
     logits_kernel, mix_kernel = _kernels()
     rows, heads, tokens, head_dim = q.shape
-    columns = bias.shape[-1]
-    # The compiled loops do not check bounds: a span outside the buffer would read stray memory.
-    if row0 < 0 or start < 0 or row0 + rows > keys.shape[0] or start + columns > keys.shape[2]:
+    # The compiled loops do not check bounds: a range outside the buffer would read stray memory.
+    if keys.shape != values.shape or keys.shape[:2] != (rows, heads) or keys.shape[3] != head_dim:
         raise ValueError(
-            f"stream_attention: rows {row0}:{row0 + rows} of a buffer of {keys.shape[0]}, columns "
-            f"{start}:{start + columns} of a buffer of {keys.shape[2]}: the span must lie inside the buffer."
+            f"row_attention: queries {tuple(q.shape)}, keys {tuple(keys.shape)} and values {tuple(values.shape)} "
+            "do not match ((R, heads, T, hd) and (R, heads, C, hd))."
         )
-    if values.shape != keys.shape or q.shape[1:] != (keys.shape[1], tokens, keys.shape[3]):
+    if lo.shape != (rows, tokens) or hi.shape != (rows, tokens) or (lo < 0).any() or (hi > keys.shape[2]).any():
         raise ValueError(
-            f"stream_attention: queries {tuple(q.shape)}, keys {tuple(keys.shape)} and values "
-            f"{tuple(values.shape)} do not match ((r, heads, T, hd) and (R, heads, C, hd))."
+            f"row_attention: key ranges {lo.tolist()}..{hi.tolist()} must be ({rows}, {tokens}) columns within the "
+            f"buffer's {keys.shape[2]}."
         )
-    logits = torch.empty(rows, heads, tokens, columns, dtype=torch.float32, device="cpu")  # (r, heads, T, S)
-    logits_kernel(q.contiguous().numpy(), keys.numpy(), bias.contiguous().numpy(), row0, start, logits.numpy())
+    base = lo.min(axis=1)  # (R,) first column any token of the row reads: logits are stored from there
+    width = max(int((hi.max(axis=1) - base).max()), 1)
+    logits = torch.empty(rows, heads, tokens, width, dtype=torch.float32, device="cpu")  # (R, heads, T, S)
+    logits_kernel(q.contiguous().numpy(), keys.numpy(), lo, hi, base, logits.numpy())
     weights = torch.softmax(logits, dim=-1)
     out = torch.empty(rows, heads, tokens, head_dim, dtype=torch.float32, device="cpu")
-    mix_kernel(weights.numpy(), values.numpy(), row0, start, out.numpy())
+    mix_kernel(weights.numpy(), values.numpy(), lo, hi, base, out.numpy())
     return out

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from jat_policy import kernels
 from jat_policy.backbone import JatTransformer, build_attention_bias
 from jat_policy.cache import RowSpan, WindowBuffers
 from jat_policy.policy_state import context_starts
@@ -164,24 +165,32 @@ def step_forward(
         lengths: ``(R,)`` int64 valid columns of each row after the step: a host array (the spans are planned from
             it, so a CUDA step never waits to read lengths back), or, with ``used``, a tensor (the CUDA graph's
             static input).
-        used: Columns every row attends over (the capacity, for static shapes); by default each group of rows
-            reads only the columns it needs (:func:`attention_spans`).
+        used: Columns every row attends over (the capacity, for static shapes). By default each row reads only the
+            columns it needs: with torch on one CPU thread each row its own (:mod:`jat_policy.kernels`), else each
+            group of rows (:func:`attention_spans`).
 
     Returns:
         Final hidden states ``(R, T, H)``.
     """
     config = transformer.config
     rows = inputs.shape[0]
-    valid = torch.as_tensor(lengths, device=inputs.device)  # (R,)
-    spans: dict[str, list[RowSpan]] = {}
-    for kind in set(config.attention_layers):
-        window = config.window_size if kind == "local" else None
-        groups = [(slice(0, rows), 0, used)] if used is not None else attention_spans(lengths, window)
-        spans[kind] = [RowSpan(r, lo, hi, _span_bias(columns[r], valid[r], lo, hi, window)) for r, lo, hi in groups]
+    reads: dict[str, list[RowSpan] | tuple[np.ndarray, np.ndarray]] = {}
+    if used is None and not transformer.training and kernels.available(buffers.keys[0]):
+        host_columns = columns.numpy()  # each row reads exactly its own keys (jat_policy.kernels)
+        for kind in set(config.attention_layers):
+            reads[kind] = kernels.key_ranges(host_columns, lengths, config.window_size if kind == "local" else None)
+    else:
+        valid = torch.as_tensor(lengths, device=inputs.device)  # (R,)
+        for kind in set(config.attention_layers):
+            window = config.window_size if kind == "local" else None
+            groups = [(slice(0, rows), 0, used)] if used is not None else attention_spans(lengths, window)
+            reads[kind] = [
+                RowSpan(r, lo, hi, _span_bias(columns[r], valid[r], lo, hi, window)) for r, lo, hi in groups
+            ]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
     slots = buffers.slots(columns)  # (R * heads * T,)
     for i, block in enumerate(transformer.h):
-        x, _, _ = block(x, None, partial(buffers.write, i, slots, spans[block.attn.attention_type]))
+        x, _, _ = block(x, None, partial(buffers.write, i, slots, reads[block.attn.attention_type]))
     return transformer.ln_f(x)
 
 

@@ -1,4 +1,4 @@
-"""The streamed step attention (jat_policy.kernels): torch's numbers, used on one thread only, same actions."""
+"""The one-thread step attention (jat_policy.kernels): GPT-Neo's masks as key ranges, torch's numbers, same actions."""
 
 from __future__ import annotations
 
@@ -7,46 +7,69 @@ import pytest
 import torch
 
 from jat_policy import kernels
-from jat_policy.backbone import GPTNeoSelfAttentionCore
+from jat_policy.backbone import GPTNeoSelfAttentionCore, build_attention_bias
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
 from tests.conftest import tiny_config
 from tests.test_rolling import CONT_SPACE, WIDE_BOX
 
 
-def _torch_attention(q, keys, values, row0, start, bias):
-    rows, columns = q.shape[0], bias.shape[-1]
-    k = keys[row0 : row0 + rows, :, start : start + columns]
-    v = values[row0 : row0 + rows, :, start : start + columns]
-    return GPTNeoSelfAttentionCore._attend_step(q, k, v, bias)
+def _masks_and_inputs(seed: int, window: int | None):
+    """Random rows as a step leaves them: appended tokens, fresh rows and idle rows (placeholders only)."""
+    rng = np.random.default_rng(seed)
+    rows, capacity = 6, 40
+    lengths = rng.integers(2, capacity - 2, rows)
+    columns = np.stack((lengths - 2, lengths - 1), axis=1)  # APPEND: [a_{t-1}, o_t] at the row's last two columns
+    lengths[1], columns[1] = 1, (capacity - 1, 0)  # START: a placeholder a_{t-1}, then o_t at column 0
+    lengths[2], columns[2] = 0, (capacity - 2, capacity - 1)  # IDLE: placeholders only
+    return rows, capacity, columns, lengths
 
 
-@pytest.mark.parametrize(
-    ("rows", "tokens", "row0", "start", "columns"), [(1, 2, 0, 0, 37), (3, 2, 2, 5, 59), (2, 1, 1, 60, 1)]
-)
-def test_stream_attention_equals_torch_attention(rows, tokens, row0, start, columns):
-    """Rows and columns anywhere in the buffer, masked keys, and a row with every key masked (finite, uniform)."""
-    gen = torch.Generator().manual_seed(rows * 100 + columns)
-    keys = torch.randn(6, 4, 64, 16, generator=gen, dtype=torch.float32)  # (R, heads, C, hd)
-    values = torch.randn(6, 4, 64, 16, generator=gen, dtype=torch.float32)
-    q = torch.randn(rows, tokens, 4, 16, generator=gen, dtype=torch.float32).transpose(1, 2)  # a view, as the step's
-    low = torch.finfo(torch.float32).min
-    bias = torch.where(torch.rand(rows, 1, tokens, columns, generator=gen) < 0.3, low, 0.0)
-    bias[-1, :, -1] = float("-inf")  # the masking arithmetic's finfo.min + finfo.min
+@pytest.mark.parametrize("window", [None, 5, 64])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_key_ranges_are_gpt_neo_masks(seed, window):
+    """A token attends over [lo, hi) exactly where build_attention_bias leaves a zero bias."""
+    rows, capacity, columns, lengths = _masks_and_inputs(seed, window)
+    lo, hi = kernels.key_ranges(columns, lengths, window)
+    positions = torch.arange(capacity).expand(rows, -1)
+    valid = positions < torch.as_tensor(lengths)[:, None]
+    bias = build_attention_bias(torch.as_tensor(columns), positions, valid, window)[:, 0]  # (R, T, C)
+    j = np.arange(capacity)
+    inside = (lo[:, :, None] <= j) & (j < hi[:, :, None])
+    np.testing.assert_array_equal(inside, (bias == 0).numpy())
+
+
+@pytest.mark.parametrize("window", [None, 7])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_row_attention_equals_torch_attention(seed, window):
+    """Real tokens get torch's masked attention over the whole buffer; tokens that see no key get zeros."""
+    rows, capacity, columns, lengths = _masks_and_inputs(seed, window)
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randn(rows, 4, capacity, 16, generator=gen, dtype=torch.float32)  # (R, heads, C, hd)
+    values = torch.randn(rows, 4, capacity, 16, generator=gen, dtype=torch.float32)
+    q = torch.randn(rows, 2, 4, 16, generator=gen, dtype=torch.float32).transpose(1, 2)  # a view, as the step's
+    lo, hi = kernels.key_ranges(columns, lengths, window)
     assert kernels.available(keys)
-    out = kernels.stream_attention(q, keys, values, row0, start, bias)
-    expected = _torch_attention(q, keys, values, row0, start, bias)
-    assert out.shape == (rows, 4, tokens, 16) and torch.isfinite(out).all()
-    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    out = kernels.row_attention(q, keys, values, lo, hi)
+    positions = torch.arange(capacity).expand(rows, -1)
+    valid = positions < torch.as_tensor(lengths)[:, None]
+    bias = build_attention_bias(torch.as_tensor(columns), positions, valid, window)
+    expected = GPTNeoSelfAttentionCore._attend_step(q, keys, values, bias)  # (R, heads, T, hd)
+    sees = torch.as_tensor(hi > lo)[:, None, :, None].expand_as(out)  # (R, heads, T, hd)
+    assert out.shape == (rows, 4, 2, 16) and torch.isfinite(out).all()
+    torch.testing.assert_close(out[sees], expected[sees], atol=1e-5, rtol=1e-5)
+    assert (out[~sees] == 0).all()
+    assert not sees[2].any()  # the idle row's placeholders see nothing
 
 
-def test_a_span_outside_the_buffer_is_an_error_not_a_stray_read():
+def test_a_range_outside_the_buffer_is_an_error_not_a_stray_read():
     keys = torch.zeros(2, 4, 8, 16, dtype=torch.float32)
-    q = torch.zeros(1, 4, 2, 16, dtype=torch.float32)
-    with pytest.raises(ValueError, match="columns 4:10 of a buffer of 8"):
-        kernels.stream_attention(q, keys, keys, 1, 4, torch.zeros(1, 1, 2, 6))
-    with pytest.raises(ValueError, match="rows 1:3 of a buffer of 2"):
-        kernels.stream_attention(torch.zeros(2, 4, 2, 16), keys, keys, 1, 0, torch.zeros(2, 1, 2, 6))
+    q = torch.zeros(2, 4, 2, 16, dtype=torch.float32)
+    ok = np.zeros((2, 2), dtype=np.int64)
+    with pytest.raises(ValueError, match="within the buffer's 8"):
+        kernels.row_attention(q, keys, keys, ok, np.full((2, 2), 9))
+    with pytest.raises(ValueError, match="do not match"):
+        kernels.row_attention(q[:1], keys, keys, ok[:1], ok[:1])
 
 
 def test_the_kernel_serves_only_fp32_cpu_buffers_on_one_thread():
@@ -70,7 +93,7 @@ def test_predict_gives_the_same_actions_with_and_without_the_kernel(monkeypatch)
     rng = np.random.default_rng(0)
     observations = [{"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)} for _ in range(10)]
     calls = []
-    stream = kernels.stream_attention
+    stream = kernels.row_attention
 
     def counted(*args):
         calls.append(1)
@@ -83,7 +106,7 @@ def test_predict_gives_the_same_actions_with_and_without_the_kernel(monkeypatch)
             actions.append(action)
         return np.stack(actions)
 
-    monkeypatch.setattr(kernels, "stream_attention", counted)
+    monkeypatch.setattr(kernels, "row_attention", counted)
     streamed = rollout()
     assert calls, "the one-thread CPU step did not use the kernel"
     monkeypatch.setattr(kernels, "available", lambda keys: False)
