@@ -175,7 +175,10 @@ def step_forward(
     config = transformer.config
     rows = inputs.shape[0]
     reads: dict[str, list[RowSpan] | tuple[np.ndarray, np.ndarray]] = {}
-    if used is None and not transformer.training and kernels.available(buffers.keys[0]):
+    streamed = (
+        used is None and not transformer.training and not torch.is_grad_enabled()
+    )  # the kernels are forward only
+    if streamed and kernels.available(buffers.keys[0]):
         host_columns = columns.numpy()  # each row reads exactly its own keys (jat_policy.kernels)
         for kind in set(config.attention_layers):
             reads[kind] = kernels.key_ranges(host_columns, lengths, config.window_size if kind == "local" else None)

@@ -8,8 +8,10 @@ import torch
 
 from jat_policy import kernels
 from jat_policy.backbone import GPTNeoSelfAttentionCore, build_attention_bias
+from jat_policy.cache import WindowBuffers
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy
+from jat_policy.rolling import step_forward
 from tests.conftest import tiny_config
 from tests.test_rolling import CONT_SPACE, WIDE_BOX
 
@@ -111,3 +113,15 @@ def test_predict_gives_the_same_actions_with_and_without_the_kernel(monkeypatch)
     assert calls, "the one-thread CPU step did not use the kernel"
     monkeypatch.setattr(kernels, "available", lambda keys: False)
     np.testing.assert_allclose(streamed, rollout(), atol=1e-5)
+
+
+def test_a_step_that_needs_gradients_keeps_torch_attention(monkeypatch):
+    """The kernels are forward only: with autograd on, the step runs torch's matmuls and its output has a graph."""
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    buffers = WindowBuffers.allocate(2, model.config.num_layers, model.config.num_heads, 8, 8, torch.float32, "cpu")
+    monkeypatch.setattr(kernels, "row_attention", None)  # would fail if called
+    inputs = torch.randn(2, 2, model.config.hidden_size, requires_grad=True)
+    hidden = step_forward(model.transformer, buffers, inputs, torch.tensor([[0, 1], [0, 1]]), np.array([2, 2]))
+    hidden.sum().backward()
+    assert inputs.grad is not None and torch.isfinite(inputs.grad).all()
