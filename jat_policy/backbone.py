@@ -138,7 +138,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
         two threads (71.0 -> 57.4 ms), 1.10x for fp32 there, 1.06-1.11x at 1 env, 1.01-1.04x at 16 envs on one
         thread. The numbers are SDPA's within fp32 rounding (|delta| <= 1e-5, tests/test_modeling.py). Logits that
         the masks drive to -inf (a placeholder token's row, every key masked) are clamped to ``finfo.min``, so such
-        rows stay finite, as SDPA's do.
+        rows stay finite, as SDPA's do. A forward-only step with torch on one CPU thread uses
+        :func:`jat_policy.kernels.row_attention` instead (the same numbers, each row's keys read once).
         """
         logits = torch.matmul(q.float(), k.transpose(-1, -2))  # (B, heads, T, S), unscaled as GPT-Neo's
         logits.add_(bias).clamp_(min=torch.finfo(logits.dtype).min)
