@@ -110,7 +110,7 @@ def key_ranges(columns: np.ndarray, lengths: np.ndarray, window: int | None) -> 
     columns = np.asarray(columns, dtype=np.int64)
     hi = np.minimum(columns + 1, np.asarray(lengths, dtype=np.int64)[:, None])
     lo = np.zeros_like(columns) if window is None else np.maximum(columns + 1 - window, 0)
-    return np.minimum(lo, np.maximum(hi, 0)), np.maximum(hi, 0)
+    return np.minimum(lo, hi), hi  # a token that sees no key: lo = hi
 
 
 def row_attention(q: Tensor, keys: Tensor, values: Tensor, lo: np.ndarray, hi: np.ndarray) -> Tensor:

@@ -24,28 +24,28 @@ def _masks_and_inputs(seed: int, window: int | None):
     columns = np.stack((lengths - 2, lengths - 1), axis=1)  # APPEND: [a_{t-1}, o_t] at the row's last two columns
     lengths[1], columns[1] = 1, (capacity - 1, 0)  # START: a placeholder a_{t-1}, then o_t at column 0
     lengths[2], columns[2] = 0, (capacity - 2, capacity - 1)  # IDLE: placeholders only
-    return rows, capacity, columns, lengths
+    positions = torch.arange(capacity).expand(rows, -1)
+    valid = positions < torch.as_tensor(lengths)[:, None]
+    bias = build_attention_bias(torch.as_tensor(columns), positions, valid, window)  # (R, 1, T, C), GPT-Neo's masks
+    return rows, capacity, columns, lengths, bias
 
 
 @pytest.mark.parametrize("window", [None, 5, 64])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_key_ranges_are_gpt_neo_masks(seed, window):
     """A token attends over [lo, hi) exactly where build_attention_bias leaves a zero bias."""
-    rows, capacity, columns, lengths = _masks_and_inputs(seed, window)
+    rows, capacity, columns, lengths, bias = _masks_and_inputs(seed, window)
     lo, hi = kernels.key_ranges(columns, lengths, window)
-    positions = torch.arange(capacity).expand(rows, -1)
-    valid = positions < torch.as_tensor(lengths)[:, None]
-    bias = build_attention_bias(torch.as_tensor(columns), positions, valid, window)[:, 0]  # (R, T, C)
     j = np.arange(capacity)
     inside = (lo[:, :, None] <= j) & (j < hi[:, :, None])
-    np.testing.assert_array_equal(inside, (bias == 0).numpy())
+    np.testing.assert_array_equal(inside, (bias[:, 0] == 0).numpy())
 
 
 @pytest.mark.parametrize("window", [None, 7])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_row_attention_equals_torch_attention(seed, window):
     """Real tokens get torch's masked attention over the whole buffer; tokens that see no key get zeros."""
-    rows, capacity, columns, lengths = _masks_and_inputs(seed, window)
+    rows, capacity, columns, lengths, bias = _masks_and_inputs(seed, window)
     gen = torch.Generator().manual_seed(seed)
     keys = torch.randn(rows, 4, capacity, 16, generator=gen, dtype=torch.float32)  # (R, heads, C, hd)
     values = torch.randn(rows, 4, capacity, 16, generator=gen, dtype=torch.float32)
@@ -53,9 +53,6 @@ def test_row_attention_equals_torch_attention(seed, window):
     lo, hi = kernels.key_ranges(columns, lengths, window)
     assert kernels.available(keys)
     out = kernels.row_attention(q, keys, values, lo, hi)
-    positions = torch.arange(capacity).expand(rows, -1)
-    valid = positions < torch.as_tensor(lengths)[:, None]
-    bias = build_attention_bias(torch.as_tensor(columns), positions, valid, window)
     expected = GPTNeoSelfAttentionCore._attend_step(q, keys, values, bias)  # (R, heads, T, hd)
     sees = torch.as_tensor(hi > lo)[:, None, :, None].expand_as(out)  # (R, heads, T, hd)
     assert out.shape == (rows, 4, 2, 16) and torch.isfinite(out).all()
