@@ -53,7 +53,7 @@ from jat_policy.cache import KVCache, WindowBuffers
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import JatModel
 from jat_policy.policy import JatPolicy, JatPolicyState, context_start
-from jat_policy.precision import apply_precision, int8_engine, kv_cache_dtype
+from jat_policy.precision import apply_precision, int8_engine
 from jat_policy.rolling import attention_spans, plan_step
 
 RESULTS = Path(__file__).parent / "results"
@@ -88,7 +88,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--int8-variants",
         action="store_true",
-        help="also time int8 over the other KV cache dtype (fp32 / fp16) and int8 packed for the other engine "
+        help="also time int8 over an fp32 KV cache (its own is 16-bit) and int8 packed for the other engine "
         "(fbgemm / onednn), in the same run: the A/B behind jat_policy.precision's choices",
     )
     parser.add_argument("--quick", action="store_true", help="jat-tiny and few steps (smoke test)")
@@ -548,8 +548,8 @@ def build_policies(
 ) -> dict[str, JatPolicy]:
     """One policy per precision, each over its own converted copy of the same fp32 weights.
 
-    ``int8_variants`` adds int8 over the other KV cache dtype (``int8-fp32kv`` where int8's cache is fp16, else
-    ``int8-fp16kv``; :func:`~jat_policy.precision.kv_cache_dtype`) and ``int8-<the other engine>``.
+    ``int8_variants`` adds int8 over an fp32 KV cache (``int8-fp32kv``; its own is fp16 or bf16,
+    :func:`~jat_policy.precision.kv_cache_dtype`) and ``int8-<the other engine>``.
     """
     import copy
 
@@ -563,16 +563,14 @@ def build_policies(
         chosen = policies["int8"]
         other_kv = JatPolicy(chosen.model, obs_space, act_space, precision="int8", cuda_graph=None)
         allocate = other_kv._allocate
-        dtype = torch.float32 if kv_cache_dtype("int8") == torch.float16 else torch.float16
 
-        def allocate_other(n_envs: int) -> WindowBuffers:  # the same buffers in the other dtype
+        def allocate_fp32(n_envs: int) -> WindowBuffers:  # the same buffers in fp32
             buffers = allocate(n_envs)
-            return WindowBuffers(
-                [k.to(dtype) for k in buffers.keys], [v.to(dtype) for v in buffers.values], buffers.lengths
-            )
+            keys, values = [k.float() for k in buffers.keys], [v.float() for v in buffers.values]
+            return WindowBuffers(keys, values, buffers.lengths)
 
-        other_kv._allocate = allocate_other
-        policies[f"int8-{'fp32' if dtype == torch.float32 else 'fp16'}kv"] = other_kv
+        other_kv._allocate = allocate_fp32
+        policies["int8-fp32kv"] = other_kv
         other = "fbgemm" if int8_engine() == "onednn" else "onednn"  # x86's default runs fbgemm's kernels
         if other in torch.backends.quantized.supported_engines:
             chosen_engine = precision_module.int8_engine

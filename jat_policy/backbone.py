@@ -13,6 +13,7 @@ the reference:
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -30,6 +31,7 @@ __all__ = [
     "GPTNeoSelfAttentionCore",
     "JatTransformer",
     "build_attention_bias",
+    "gelu_new",
 ]
 
 
@@ -149,7 +151,7 @@ class GPTNeoSelfAttentionCore(nn.Module):
         """GPT-Neo attention of ``q`` ``(B, heads, T, hd)`` over ``k``/``v`` ``(B, heads, S, hd)``."""
         dtype = v.dtype
         if k.dtype in (torch.bfloat16, torch.float16) and not torch.is_autocast_enabled(k.device.type):
-            # A 16-bit KV cache (JatPolicy precision "bf16": bf16; "int8": fp16 on CPUs with native fp16): attend in
+            # A 16-bit KV cache (JatPolicy precision "bf16": bf16; "int8": fp16 or bf16): attend in
             # its dtype, whose fused kernels accumulate in fp32 anyway; upcasting copied the whole cache to fp32 on
             # every step, 6x the attention itself (issue 15). In fp16 the bias's finfo.min becomes -inf: a masked key
             # still weighs 0, and SDPA gives a row with every key masked (a placeholder token, output unused) zeros,
@@ -190,8 +192,25 @@ class GPTNeoMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Applies the module (shapes in the class docstring)."""
-        # gelu_new is GELU's tanh approximation.
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(gelu_new(self.c_fc(x))))
+
+
+_GELU_C = 2 * math.sqrt(2 / math.pi)  # 0.5 (1 + tanh(z)) = sigmoid(2 z), z = sqrt(2 / pi) (x + 0.044715 x^3)
+
+
+def gelu_new(x: Tensor) -> Tensor:
+    """GPT-Neo's ``gelu_new``: GELU's tanh approximation, ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+
+    Outside autograd on a CPU it is computed as ``x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))``, the same function:
+    torch's CPU ``tanh`` is slow, and ``F.gelu(approximate="tanh")`` took 0.70 ms on a ``(64, 3072)`` input against
+    0.31 ms for this form, within 5e-7 of it (1 thread, 2-core AVX2 EPYC, 2026-12-07; a 16-env int8 policy step
+    makes 12 such calls). Training keeps torch's fused op and its backward.
+    """
+    if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
+        return F.gelu(x, approximate="tanh")
+    y = x * x
+    y.mul_(0.044715 * _GELU_C).add_(_GELU_C).mul_(x)  # 2 sqrt(2/pi) (x + 0.044715 x^3)
+    return y.sigmoid_().mul_(x)
 
 
 class GPTNeoBlock(nn.Module):

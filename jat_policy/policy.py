@@ -125,7 +125,7 @@ class JatPolicy:
             model or the state; ``"zero"`` replaces them by 0 and warns. Settable later as an attribute (e.g.
             after :meth:`from_pretrained`).
         precision: ``"fp32"`` (exact), ``"bf16"`` (bf16 weights and KV cache) or ``"int8"`` (int8 weights, dynamic
-            activation quantisation, an fp16 KV cache on CPUs with native fp16 and fp32 elsewhere; CPU only), see
+            activation quantisation, an fp16 KV cache on CPUs with native fp16 and bf16 elsewhere; CPU only), see
             :mod:`jat_policy.precision`. The model is converted in place, like ``model.to``. Default: bf16 on CUDA,
             else the model's own (fp32 for a loaded checkpoint).
         cuda_graph: Replay each step as a CUDA graph over static KV buffers (default: on for CUDA devices; CUDA

@@ -4,14 +4,15 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
 (issue 15). Checkpoints stay fp32 safetensors; the precision is applied when a policy is built (quantised at load).
 
 * ``"fp32"``: exact (every action equals the fp32 full forward); the CPU default.
-* ``"bf16"``: bf16 weights for the transformer blocks' linears (their matmuls run in bf16, accumulating in fp32) and a
-  bf16 KV cache; the residual stream, LayerNorms, GELU, embeddings, encoders and heads stay fp32, as int8 keeps
-  them. The CUDA default (chosen by issue 15 for GPUs, not measured here: no GPU was available). Only on a CPU with
-  native bf16 (AVX-512 BF16 or AMX): elsewhere torch emulates bf16 matmuls and a step is slower than fp32 (a warning
-  says so).
+* ``"bf16"``: bf16 weights for the transformer blocks' linears and a bf16 KV cache; the residual stream, LayerNorms,
+  GELU, embeddings, encoders and heads stay fp32, as int8 keeps them. The CUDA default (chosen by issue 15 for GPUs,
+  not measured here: no GPU was available). On a CPU with native bf16 (AVX-512 BF16 or AMX) the linears' matmuls run
+  in bf16 (accumulating in fp32); elsewhere, where torch emulates bf16 matmuls, they widen the weights to fp32 and
+  keep fp32 inputs (:func:`_bf16_linear_class`), and one-thread steps read the bf16 cache with
+  :mod:`jat_policy.kernels`.
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
-  layers, and an fp16 KV cache where the CPU runs fp16 natively (fp32 elsewhere); embeddings, encoders, heads and
-  activations stay fp32. CPU only.
+  layers, and a 16-bit KV cache: fp16 where the CPU runs fp16 natively, bf16 elsewhere; embeddings, encoders, heads
+  and activations stay fp32. CPU only.
 
 bf16's layout, by measurement (issue 15): the first design cast the whole model to bf16, residual stream included,
 and on the fidelity checkpoint trained on the AMX Xeon one of its 100 pendulum episodes fell where fp32's never did
@@ -28,25 +29,30 @@ and 1256 against 1279 ms at 16 envs; not measured on a CPU with native bf16, whe
 still show the whole-model layout.
 
 int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and
-fp32 elsewhere, chosen by measurement (issue 15). At 16 envs reading the cached keys/values is most of an int8 step:
-on the 2-core Intel Xeon with AMX (1 thread, 10.8 GB/s read), the attention matmuls took 76 of a 122 ms step over a
-740 MB fp32 cache (torch profiler, a one-off, 2026-12-07). Halving the bytes halves that only where a 16-bit kernel
-streams them: torch's CPU flash attention (SDPA) in fp16 did there, in bf16 it did not. 32 rows x 12 heads x 2
-queries over 384 keys, median of 30 calls, 1 thread, the same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3, the fp32
-step's two matmuls 9.0; with torch and oneDNN capped at AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
-``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. That cap did not show what a CPU without fp16 hardware does:
-torch hands fp16 matmuls (those inside SDPA included) to oneDNN only where the CPU runs fp16 (``mkldnn_fp16_gemm``;
-the check reads the CPU, not the caps), and to a generic kernel elsewhere. On a 2-core AMD
-EPYC with AVX2 only (F16C, no AVX-512; 2026-12-07), 16 rows over 384 keys, mean of 50 calls, 1 thread: SDPA fp16
-32.9 ms, bf16 7.3, fp32 6.8, the two fp32 matmuls 6.1; one row over 512 keys: 1.72, 0.44, 0.26 and 0.22 ms. Whole
-steps there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, ``predict_latency_avx2.json``),
-p50 ms with the fp32 cache against the fp16 one: 16 envs 198 vs 541 (1 thread), 126 vs 305 (2 threads); 1 env 29 vs
-55, 33 vs 43. fp16 keeps 11 mantissa bits (bf16: 8), well inside
-int8 weights' own rounding; keys/values of GPT-Neo stay far below fp16's 65,504. Whole steps on the Xeon (the same
-benchmark, 2026-12-07), mean ms with the fp16 cache against the fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87
-(2 threads); 1 env 32 vs 32, 24 vs 23; with the kernels capped at AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs
-34.5 at 1 env. One cache dtype serves every batch size on a CPU (the actions must not depend on how many envs share a
-step), so 1 env pays those 1-3% on the Xeon.
+bf16 elsewhere, chosen by measurement (issue 15). Elsewhere it was fp32 until :mod:`jat_policy.kernels` read bf16
+buffers: jat-small int8 on the 2-core AVX2 EPYC, interleaved in one process (2026-12-07), p50 ms with the fp32 cache
+against the bf16 one: 16 envs 142 vs 132 (1 thread, the kernels), 101.5 vs 101.6 (2 threads, torch's bf16 SDPA
+against its fp32 matmuls); 1 env 18.3 vs 17.5 and 16.1 vs 16.8; a bf16 cache also halves a state's memory. The
+fidelity run on the kernels' path (1 thread, 100 episodes per task) kept every int8 score inside fp32's CI, as with
+the fp32 cache (README). The measurements that chose fp16 and fp32 follow.
+
+At 16 envs reading the cached keys/values is most of an int8 step: on the 2-core Intel Xeon with AMX (1 thread, 10.8
+GB/s read), the attention matmuls took 76 of a 122 ms step over a 740 MB fp32 cache (torch profiler, a one-off,
+2026-12-07). Halving the bytes halves that only where a 16-bit kernel streams them: torch's CPU flash attention (SDPA)
+in fp16 did there, in bf16 it did not. 32 rows x 12 heads x 2 queries over 384 keys, median of 30 calls, 1 thread, the
+same Xeon: SDPA fp16 4.7 ms, bf16 8.2, fp32 8.3, the fp32 step's two matmuls 9.0; with torch and oneDNN capped at AVX2
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``): 5.3, 7.4, 7.8 and 8.2. That cap did not show what a CPU
+without fp16 hardware does: torch hands fp16 matmuls (those inside SDPA included) to oneDNN only where the CPU runs
+fp16 (``mkldnn_fp16_gemm``; the check reads the CPU, not the caps), and to a generic kernel elsewhere. On a 2-core AMD
+EPYC with AVX2 only (F16C, no AVX-512; 2026-12-07), 16 rows over 384 keys, mean of 50 calls, 1 thread: SDPA fp16 32.9
+ms, bf16 7.3, fp32 6.8, the two fp32 matmuls 6.1; one row over 512 keys: 1.72, 0.44, 0.26 and 0.22 ms. Whole steps
+there (``benchmarks/predict_latency.py --int8-variants``, jat-small, W = 256, ``predict_latency_avx2.json``), p50 ms
+with the fp32 cache against the fp16 one: 16 envs 198 vs 541 (1 thread), 126 vs 305 (2 threads); 1 env 29 vs 55, 33 vs
+43. fp16 keeps 11 mantissa bits (bf16: 8), well inside int8 weights' own rounding; keys/values of GPT-Neo stay far
+below fp16's 65,504. Whole steps on the Xeon (the same benchmark, 2026-12-07), mean ms with the fp16 cache against the
+fp32 one: 16 envs 113 vs 124 (1 thread), 80 vs 87 (2 threads); 1 env 32 vs 32, 24 vs 23; with the kernels capped at
+AVX2, 1 thread: 179 vs 191 at 16 envs, 35.7 vs 34.5 at 1 env. One cache dtype serves every batch size on a CPU (the
+actions must not depend on how many envs share a step), so 1 env pays those 1-3% on the Xeon.
 
 int8 backend, chosen by measurement (issue 15; jat-small's 72 block ``nn.Linear`` layers, 1 thread, 2-core Intel Xeon
 with AVX-512 BF16/VNNI and AMX, shared and loaded, torch 2.13.0+cpu, 2026-12-01):
@@ -79,6 +85,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
 from typing import TYPE_CHECKING
 
@@ -238,21 +245,56 @@ def apply_precision(model: nn.Module, precision: str) -> nn.Module:
 def _bf16_linear_class() -> type:
     """The block linears of precision ``"bf16"``: bf16 weights, input and output in the caller's dtype (fp32).
 
-    Only the matmuls run in bf16 (accumulating in fp32, as bf16 kernels do); the observations, embeddings, heads,
-    residual stream, LayerNorms and GELU stay fp32. Casting the whole model to bf16 (the first design) moved a
-    trained jat-tiny's actions 2-6x further from fp32's (module docstring). Built on first use: torch loads lazily.
+    Only the weights are bf16; the observations, embeddings, heads, residual stream, LayerNorms and GELU stay fp32.
+    Casting the whole model to bf16 (the first design) moved a trained jat-tiny's actions 2-6x further from fp32's
+    (module docstring). Built on first use: torch loads lazily.
+
+    On a CPU with native bf16 the matmuls run in bf16 (accumulating in fp32). Elsewhere torch emulates bf16 matmuls,
+    7x slower than fp32's on 64 rows, so the weights are widened to fp32 instead (exactly) and the inputs stay fp32:
+    up to :data:`~jat_policy.kernels.LINEAR_ROWS` rows by :func:`~jat_policy.kernels.bf16_linear` (a policy step at
+    1 or 2 envs, which then reads half fp32's bytes), and more rows by torch's fp32 matmul over the widened weights.
+    ``(R, 768) x (768, 3072)``, 1 thread, 2-core AVX2 EPYC, 2026-12-07, ms for R = 4 / 64: emulated bf16 1.88 / 31.1,
+    widened 1.22 / 5.23, bf16_linear 0.27 / 6.97, fp32 weights 0.84 / 3.94.
     """
+    import torch
     import torch.nn.functional as F
     from torch import nn
 
+    from jat_policy import kernels
+
     class Bf16Linear(nn.Linear):
-        """``nn.Linear`` with bf16 weights: ``(..., in)`` -> ``(..., out)`` in the input's dtype, matmul in bf16."""
+        """``nn.Linear`` with bf16 weights: ``(..., in)`` -> ``(..., out)`` in the input's dtype."""
+
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.native = cpu_supports_bf16()  # read once: forward runs 48 times a jat-small step
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             """Applies the layer (shapes in the class docstring)."""
-            return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+            if x.device.type != "cpu" or self.native:
+                return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+            forward_only = not torch.is_grad_enabled() or not (x.requires_grad or self.weight.requires_grad)
+            if forward_only and x[..., 0].numel() <= kernels.LINEAR_ROWS and kernels.available_for_linear():
+                return kernels.bf16_linear(x, self.weight, self.bias).to(x.dtype)
+            bias = None if self.bias is None else self.bias.float()
+            if not forward_only:
+                return F.linear(x.float(), self.weight.float(), bias).to(x.dtype)
+            # Widened into one reused buffer: a fresh 9 MB tensor per call faulted its pages in again every time
+            # (jat-small bf16, 16 envs, 2 threads, AVX2 EPYC: 22 ms of a step in .float() alone).
+            numel = self.weight.numel()
+            if _WIDENED.buffer is None or _WIDENED.buffer.numel() < numel:
+                _WIDENED.buffer = torch.empty(numel, dtype=torch.float32)
+            widened = _WIDENED.buffer[:numel].view(self.weight.shape).copy_(self.weight)
+            return F.linear(x.float(), widened, bias).to(x.dtype)
 
     return Bf16Linear
+
+
+class _Widened(threading.local):
+    buffer: torch.Tensor | None = None  # this thread's fp32 copy of the bf16 linear being applied
+
+
+_WIDENED = _Widened()
 
 
 def _has_bf16_linears(model: nn.Module) -> bool:
@@ -327,12 +369,12 @@ def cpu_supports_fp16() -> bool:
 
 
 def kv_cache_dtype(precision: str) -> torch.dtype:
-    """The keys/values dtype of a policy: fp32 for ``"fp32"``, bf16 for ``"bf16"``, fp16 or fp32 for ``"int8"``.
+    """The keys/values dtype of a policy: fp32 for ``"fp32"``, bf16 for ``"bf16"``, fp16 or bf16 for ``"int8"``.
 
-    int8's cache is fp16 on a CPU with native fp16 matmuls (:func:`cpu_supports_fp16`), else fp32 (module docstring).
+    int8's cache is fp16 on a CPU with native fp16 matmuls (:func:`cpu_supports_fp16`), else bf16 (module docstring).
     """
     import torch
 
     if precision == "int8":
-        return torch.float16 if cpu_supports_fp16() else torch.float32
+        return torch.float16 if cpu_supports_fp16() else torch.bfloat16
     return torch.bfloat16 if precision == "bf16" else torch.float32

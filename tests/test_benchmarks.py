@@ -84,7 +84,6 @@ def test_predict_latency_quick_writes_report_with_floor(tmp_path, schedule):
 
 @pytest.mark.benchmark
 def test_predict_latency_int8_variants_time_the_other_cache_and_engine_in_the_same_run(tmp_path):
-    import torch
 
     from jat_policy.precision import kv_cache_dtype
 
@@ -94,20 +93,14 @@ def test_predict_latency_int8_variants_time_the_other_cache_and_engine_in_the_sa
     subprocess.run(cmd, cwd=ROOT, check=True, timeout=600)
     entry = json.loads(out.with_suffix(".json").read_text())["modalities"]["continuous"]
     other = "fbgemm" if entry["config"]["int8_engine"] == "onednn" else "onednn"
-    cache = kv_cache_dtype("int8")  # fp16 where the CPU runs fp16 natively, else fp32 (jat_policy.precision)
-    other_cache = "float32" if cache == torch.float16 else "float16"
-    variant = f"int8-{other_cache.replace('float', 'fp')}kv"
-    names = {"int8", variant, f"int8-{other}"}
-    assert entry["config"]["kv_cache_dtype"] == {
-        "int8": str(cache).removeprefix("torch."),
-        variant: other_cache,
-        f"int8-{other}": str(cache).removeprefix("torch."),
-    }
+    cache = str(kv_cache_dtype("int8")).removeprefix("torch.")  # fp16 or bf16 (jat_policy.precision)
+    assert cache in ("float16", "bfloat16")
+    names = {"int8", "int8-fp32kv", f"int8-{other}"}
+    assert entry["config"]["kv_cache_dtype"] == {"int8": cache, "int8-fp32kv": "float32", f"int8-{other}": cache}
     ours = entry["runs"][0]["ours"]
     assert set(ours) == names
-    # each cache is read as such: the fp32 one's floor counts twice the keys/values bytes of the fp16 one
-    fp32, fp16 = (variant, "int8") if other_cache == "float32" else ("int8", variant)
-    assert ours[fp32]["floor"]["kv_bytes"] == 2 * ours[fp16]["floor"]["kv_bytes"]
+    # each cache is read as such: the fp32 one's floor counts twice the keys/values bytes of the 16-bit one
+    assert ours["int8-fp32kv"]["floor"]["kv_bytes"] == 2 * ours["int8"]["floor"]["kv_bytes"]
 
 
 def test_learning_train_seed_moves_only_init_and_data_order(tmp_path):

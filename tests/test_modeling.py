@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from jat_policy.backbone import gelu_new
 from jat_policy.configuration import JatConfig
 from jat_policy.modeling import (
     JatModel,
@@ -192,6 +193,19 @@ def test_cyclic_expand_dim() -> None:
     assert torch.equal(cyclic_expand_dim(x, 5), x)
     with pytest.raises(ValueError, match="max_continuous_size"):
         cyclic_expand_dim(torch.zeros(1, 1, 378), 377)
+
+
+def test_gelu_new_is_gpt_neos_tanh_gelu_with_and_without_autograd() -> None:
+    """The CPU inference form (x * sigmoid) is the tanh GELU GPT-Neo trains with, and training keeps its gradient."""
+    x = torch.linspace(-12, 12, 4097, dtype=torch.float32)
+    reference = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x.pow(3))))  # HF's gelu_new
+    with torch.no_grad():
+        torch.testing.assert_close(gelu_new(x), reference, atol=1e-6, rtol=1e-5)
+    leaf = x.clone().requires_grad_()
+    gelu_new(leaf).sum().backward()
+    expected = x.clone().requires_grad_()
+    torch.nn.functional.gelu(expected, approximate="tanh").sum().backward()
+    torch.testing.assert_close(leaf.grad, expected.grad)
 
 
 def test_attention_bias_window_and_padding() -> None:

@@ -49,6 +49,30 @@ def test_low_precision_actions_stay_close_to_fp32(precision, tolerance):
     assert np.abs(actions - reference).max() > 0  # really another precision
 
 
+@pytest.mark.parametrize("rows", [4, 64])
+def test_bf16_linears_widen_their_weights_on_a_cpu_without_native_bf16(monkeypatch, rows):
+    """Without native bf16 the inputs stay fp32 and meet the bf16 weights widened exactly (few rows: numba's loop)."""
+    from jat_policy import kernels
+    from jat_policy.precision import _bf16_linear_class
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # no native bf16, whatever this CPU has
+    layer = _bf16_linear_class()(40, 24, True, "cpu", torch.bfloat16)
+    assert not layer.native
+    calls = []
+    loop = kernels.bf16_linear
+    monkeypatch.setattr(kernels, "bf16_linear", lambda *args: calls.append(1) or loop(*args))
+    x = torch.randn(rows, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    expected = torch.nn.functional.linear(x, layer.weight.float(), layer.bias.float())
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-5)
+    assert bool(calls) == (rows <= kernels.LINEAR_ROWS)
+    grad_input = x.clone().requires_grad_()  # training: torch's ops (differentiable), the same numbers
+    out = layer(grad_input)
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected, atol=1e-5, rtol=1e-5)
+    assert grad_input.grad is not None and layer.weight.grad is not None
+
+
 def _block_linear_names(model: JatModel) -> set[str]:
     return {
         f"{name}.{kind}"
@@ -77,11 +101,12 @@ def test_bf16_keeps_block_linears_and_kv_cache_in_bf16_and_int8_quantises_the_bl
 
 
 @pytest.mark.parametrize("fp16", [True, False])
-def test_int8_keeps_an_fp16_kv_cache_only_where_the_cpu_runs_fp16_natively(monkeypatch, fp16):
-    # fp16 halves the bytes a step reads where oneDNN runs fp16; elsewhere fp16 attention is far slower than fp32
+def test_int8_keeps_an_fp16_kv_cache_where_the_cpu_runs_fp16_natively_and_bf16_elsewhere(monkeypatch, fp16):
+    # A 16-bit cache halves the bytes a step reads: fp16 where oneDNN runs fp16 (torch's attention streams it), bf16
+    # elsewhere (jat_policy.kernels streams it; torch's fp16 attention is far slower than fp32's there)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: fp16, raising=False)
     assert cpu_supports_fp16() is fp16
-    expected = torch.float16 if fp16 else torch.float32
+    expected = torch.float16 if fp16 else torch.bfloat16
     assert kv_cache_dtype("int8") == expected
     int8 = JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, context_window=4, precision="int8")
     obs = {"continuous_observation": np.zeros(6, np.float32)}
