@@ -100,11 +100,15 @@ class GPTNeoSelfAttentionCore(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, T, hd)
 
-    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, bias: Tensor | None, past: KVExtend | None, keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Attends ``x`` ``(B, T, H)`` to the past and itself; returns output, keys and values.
 
         ``bias`` is ignored when ``past`` returns :class:`~jat_policy.cache.KVSpans` (each span has its own) or
         :class:`~jat_policy.cache.KVRows` (key ranges); the keys and values returned are then the new tokens' only.
+        ``keep``: ``(K,)`` rows whose last token alone is projected out (output ``(K, 1, H)``); every token's keys and
+        values are still computed and cached.
         """
         if self.qkv_proj is not None:
             b, t, _ = x.shape
@@ -126,6 +130,8 @@ class GPTNeoSelfAttentionCore(nn.Module):
         else:
             k, v = kv  # (B, heads, S + T, hd)
             out = self._attend(q, k, v, bias)
+        if keep is not None:
+            out = out[keep, :, -1:]  # (K, heads, 1, hd)
         b, _, t, _ = out.shape
         out = out.transpose(1, 2).reshape(b, t, self.num_heads * self.head_dim)  # (B, T, H)
         return self.resid_dropout(self.out_proj(out)), k, v
@@ -175,9 +181,11 @@ class GPTNeoAttention(nn.Module):
         self.attention_type = config.attention_layers[layer_id]
         self.attention = GPTNeoSelfAttentionCore(config)
 
-    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Applies the module (shapes in the class docstring)."""
-        return self.attention(x, bias, past)
+    def forward(
+        self, x: Tensor, bias: Tensor | None, past: KVExtend | None, keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Applies the module (shapes in :meth:`GPTNeoSelfAttentionCore.forward`)."""
+        return self.attention(x, bias, past, keep)
 
 
 class GPTNeoMLP(nn.Module):
@@ -223,9 +231,16 @@ class GPTNeoBlock(nn.Module):
         self.ln_2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mlp = GPTNeoMLP(config)
 
-    def forward(self, x: Tensor, bias: Tensor | None, past: KVExtend | None) -> tuple[Tensor, Tensor, Tensor]:
-        """Applies the module (shapes in the class docstring)."""
-        attn_out, k, v = self.attn(self.ln_1(x), bias, past)
+    def forward(
+        self, x: Tensor, bias: Tensor | None, past: KVExtend | None, keep: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(B, T, H)`` -> ``(B, T, H)``, or ``(K, 1, H)``: only the last token of rows ``keep`` past the attention.
+
+        Every token's keys and values are still computed and cached; a last layer needs no more for the others.
+        """
+        attn_out, k, v = self.attn(self.ln_1(x), bias, past, keep)
+        if keep is not None:
+            x = x[keep, -1:]  # (K, 1, H)
         x = x + attn_out
         return x + self.mlp(self.ln_2(x)), k, v
 

@@ -433,10 +433,12 @@ class JatPolicy:
             if graph is None:
                 graph = buffers.graphs[inputs.shape] = GraphedStep(self.model.transformer, buffers, inputs)
             hidden = graph(inputs, columns, torch.as_tensor(plan.lengths, device=device))  # (2N, 2, H)
+            hidden = hidden[torch.as_tensor(plan.primary_rows(), device=device), 1:]  # (N, 1, H) at o_t
         else:
-            hidden = step_forward(self.model.transformer, buffers, inputs, columns, plan.lengths)  # (2N, 2, H)
+            windows = torch.as_tensor(plan.primary_rows(), device=device)
+            hidden = step_forward(self.model.transformer, buffers, inputs, columns, plan.lengths, keep=windows)
         buffers.lengths = plan.lengths
-        return hidden[torch.as_tensor(plan.primary_rows(), device=device), 1], new_state  # (N, H) at o_t
+        return hidden[:, 0], new_state  # (N, H) at o_t
 
     def _allocate(self, n_envs: int) -> WindowBuffers:
         """Zeroed buffers for ``2 N`` contexts (two per env) of ``2 W`` columns (dtype: :func:`kv_cache_dtype`)."""

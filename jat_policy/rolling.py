@@ -150,6 +150,7 @@ def step_forward(
     columns: Tensor,
     lengths: np.ndarray | Tensor,
     used: int | None = None,
+    keep: Tensor | None = None,
 ) -> Tensor:
     """The transformer over new tokens whose keys/values are written into ``buffers`` in place.
 
@@ -168,9 +169,11 @@ def step_forward(
         used: Columns every row attends over (the capacity, for static shapes). By default each row reads only the
             columns it needs: with torch on one CPU thread each row its own (:mod:`jat_policy.kernels`), else each
             group of rows (:func:`attention_spans`).
+        keep: ``(K,)`` rows whose last token's hidden state is all the caller reads (a policy step's ``o_t`` in each
+            env's window): the last layer projects only those past its attention, a quarter of its rows at 1 env.
 
     Returns:
-        Final hidden states ``(R, T, H)``.
+        Final hidden states ``(R, T, H)``, or ``(K, 1, H)`` with ``keep``.
     """
     config = transformer.config
     rows = inputs.shape[0]
@@ -192,8 +195,10 @@ def step_forward(
             ]
     x = transformer.drop(inputs + transformer.wpe(columns))  # (R, T, H)
     slots = buffers.slots(columns)  # (R * heads * T,)
+    last = len(transformer.h) - 1
     for i, block in enumerate(transformer.h):
-        x, _, _ = block(x, None, partial(buffers.write, i, slots, reads[block.attn.attention_type]))
+        write = partial(buffers.write, i, slots, reads[block.attn.attention_type])
+        x, _, _ = block(x, None, write, keep if i == last else None)
     return transformer.ln_f(x)
 
 

@@ -67,6 +67,33 @@ def test_attending_over_the_whole_capacity_changes_nothing():
     _spanned_matches_static(model, state, 4)
 
 
+@pytest.mark.parametrize("kernel", [True, False])
+def test_keeping_only_the_windows_last_token_gives_its_hidden_state_and_the_same_cache(monkeypatch, kernel):
+    """keep= projects only each window's o_t past the last attention: the same numbers, the same keys/values."""
+    from jat_policy import kernels
+
+    if not kernel:  # torch's attention (more threads, or no numba)
+        monkeypatch.setattr(kernels, "available", lambda keys: False)
+    torch.manual_seed(0)
+    model = JatModel(tiny_config()).eval()
+    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
+    rng = np.random.default_rng(0)
+    state = None
+    for _ in range(7):
+        _, state = policy.predict({"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)}, state)
+    plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, 4)
+    inputs = torch.randn(len(plan.lengths), 2, model.config.hidden_size)
+    columns, windows = torch.as_tensor(plan.columns), torch.as_tensor(plan.primary_rows())
+    every, kept = state.copy().buffers, state.copy().buffers
+    with torch.no_grad():
+        full = step_forward(model.transformer, every, inputs, columns, plan.lengths)  # (2N, 2, H)
+        last = step_forward(model.transformer, kept, inputs, columns, plan.lengths, keep=windows)
+    assert last.shape == (3, 1, model.config.hidden_size)
+    torch.testing.assert_close(last, full[windows, 1:], atol=1e-6, rtol=1e-6)
+    for a, b in zip(every.keys + every.values, kept.keys + kept.values, strict=True):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("window", [None, 6])
 def test_attention_spans_cover_every_column_a_row_needs(window):
     """Groups are consecutive rows within one half (an env's two contexts never share one); each row's group spans
