@@ -49,14 +49,16 @@ def test_low_precision_actions_stay_close_to_fp32(precision, tolerance):
     assert np.abs(actions - reference).max() > 0  # really another precision
 
 
+@pytest.mark.parametrize("out_features", [24, 600])  # 600: more weight rows than one widened block holds
 @pytest.mark.parametrize("rows", [4, 64])
-def test_bf16_linears_widen_their_weights_on_a_cpu_without_native_bf16(monkeypatch, rows):
-    """Without native bf16 the inputs stay fp32 and meet the bf16 weights widened exactly (few rows: numba's loop)."""
+def test_bf16_linears_widen_their_weights_on_a_cpu_without_native_bf16(monkeypatch, rows, out_features):
+    """Without native bf16 the inputs stay fp32 and meet the bf16 weights widened exactly (few rows: numba's loop;
+    more: torch's matmul over blocks of widened rows)."""
     from jat_policy import kernels
     from jat_policy.precision import _bf16_linear_class
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # no native bf16, whatever this CPU has
-    layer = _bf16_linear_class()(40, 24, True, "cpu", torch.bfloat16)
+    layer = _bf16_linear_class()(40, out_features, True, "cpu", torch.bfloat16)
     assert not layer.native
     calls = []
     loop = kernels.bf16_linear
@@ -216,22 +218,22 @@ def test_a_state_of_another_precision_is_refused():
         bf16.predict({"continuous_observation": np.zeros(6, np.float32)}, state)
 
 
-def test_bf16_on_a_cpu_without_native_bf16_warns_that_it_is_slower(monkeypatch):
+def test_no_precision_warns_on_any_cpu(monkeypatch):
+    """bf16 without native bf16 widens its weights (no emulated matmuls), no longer slower than fp32: no warning."""
     import warnings
 
     import jat_policy.precision as precision_module
 
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's switch: bf16 hardware computes as AVX2-only
-    assert not precision_module.cpu_supports_bf16()
-    with pytest.warns(UserWarning, match=r"without native bf16.*precision='int8'"):
-        JatPolicy(fresh_model(), CONT_SPACE, WIDE_BOX, precision="bf16")
-    models = [fresh_model() for _ in range(3)]  # built first: tiny models warn of their empty discrete bottleneck
+    models = [fresh_model() for _ in range(4)]  # built first: tiny models warn of their empty discrete bottleneck
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # fp32 / int8 on any CPU, and bf16 on a native one: no warning
+        warnings.simplefilter("error")
         JatPolicy(models[0], CONT_SPACE, WIDE_BOX, precision="fp32")
         JatPolicy(models[1], CONT_SPACE, WIDE_BOX, precision="int8")
-        monkeypatch.setattr(precision_module, "cpu_supports_bf16", lambda: True)
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN's switch: bf16 hardware computes as AVX2-only
+        assert not precision_module.cpu_supports_bf16()
         JatPolicy(models[2], CONT_SPACE, WIDE_BOX, precision="bf16")
+        monkeypatch.setattr(precision_module, "cpu_supports_bf16", lambda: True)
+        JatPolicy(models[3], CONT_SPACE, WIDE_BOX, precision="bf16")
 
 
 @pytest.mark.parametrize(
