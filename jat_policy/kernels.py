@@ -15,9 +15,9 @@ numba vectorises the ``hd`` loop only over C-contiguous arrays (over a strided v
 softmax between them stays torch's (vectorised ``exp``). A step's two tokens share one pass over the keys they both
 see.
 
-The buffer is fp32 or bf16 (int8's and bf16's cache on CPUs without native fp16): a bf16 is the top half of an fp32,
-so the loops widen it exactly as they read it, and the two tokens share each widened key. 32 rows (16 envs) over 400
-or 200 columns, 12 layers, 1 thread, the same EPYC: 41 ms from bf16 buffers against 62 ms from fp32 ones (the same
+The buffer is fp32 or bf16 (precision bf16's, and int8's on CPUs without native fp16): a bf16 is the top half of an
+fp32, so the loops widen it exactly as they read it, and the two tokens share each widened key. 32 rows (16 envs) over
+400 or 200 columns, 12 layers, 1 thread, the same EPYC: 41 ms from bf16 buffers against 62 ms from fp32 ones (the same
 numbers, the bf16 values widened). torch has no such path on these CPUs: its bf16 attention there is emulated.
 
 :func:`bf16_linear` is the same idea for precision ``"bf16"``'s weights on CPUs without native bf16, where torch
@@ -28,8 +28,9 @@ The loops run on the calling thread only, so over an fp32 buffer the attention s
 (:func:`available`). With more threads torch's matmuls split the heads over them; a numba ``parallel=True`` variant was
 1.03-1.07x faster there (2 threads, same box) but its OpenMP pool kept a second core busy even when torch was given one
 thread, and splitting rows over a Python thread pool was slower than torch's fp32 matmuls (104 against 93 ms a 16-env
-int8 step, 2 threads), so neither was kept; over a bf16 buffer one thread's loops beat torch's two-thread bf16
-attention (:func:`available`). numba is imported on first use (and compiles the loops then, cached on disk); without it
+int8 step, 2 threads; in isolation two threads' halves of the rows took as long as one thread's whole, 23.7 against
+24.1 ms), so neither was kept; over a bf16 buffer one thread's loops beat torch's two-thread bf16 attention
+(:func:`available`). numba is imported on first use (and compiles the loops then, cached on disk); without it
 :func:`available` is False and steps keep torch's matmuls.
 """
 

@@ -8,8 +8,7 @@ A policy step reads every weight of the transformer once, so on a CPU its latenc
   GELU, embeddings, encoders and heads stay fp32, as int8 keeps them. The CUDA default (chosen by issue 15 for GPUs,
   not measured here: no GPU was available). On a CPU with native bf16 (AVX-512 BF16 or AMX) the linears' matmuls run
   in bf16 (accumulating in fp32); elsewhere, where torch emulates bf16 matmuls, they widen the weights to fp32 and
-  keep fp32 inputs (:func:`_bf16_linear_class`), and one-thread steps read the bf16 cache with
-  :mod:`jat_policy.kernels`.
+  keep fp32 inputs (:func:`_bf16_linear_class`), and steps read the bf16 cache with :mod:`jat_policy.kernels`.
 * ``"int8"``: int8 weights with dynamic (per-step) activation quantisation for the transformer's ``nn.Linear``
   layers, and a 16-bit KV cache: fp16 where the CPU runs fp16 natively, bf16 elsewhere; embeddings, encoders, heads
   and activations stay fp32. CPU only.
@@ -31,8 +30,9 @@ still show the whole-model layout.
 int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and
 bf16 elsewhere, chosen by measurement (issue 15). Elsewhere it was fp32 until :mod:`jat_policy.kernels` read bf16
 buffers: jat-small int8 on the 2-core AVX2 EPYC, interleaved in one process (2026-12-07), p50 ms with the fp32 cache
-against the bf16 one: 16 envs 142 vs 132 (1 thread, the kernels), 101.5 vs 101.6 (2 threads, torch's bf16 SDPA
-against its fp32 matmuls); 1 env 18.3 vs 17.5 and 16.1 vs 16.8; a bf16 cache also halves a state's memory. The
+against the bf16 one: 16 envs 142 vs 132 on 1 thread (the kernels); on 2 threads torch's bf16 SDPA matched its fp32
+matmuls (101.6 vs 101.5) and the kernels beat SDPA (96.9 vs 99.2, :func:`jat_policy.kernels.available`); 1 env 18.3 vs
+17.5 (1 thread); a bf16 cache also halves a state's memory. The
 fidelity run on the kernels' path (1 thread, 100 episodes per task) kept every int8 score inside fp32's CI, as with
 the fp32 cache (README). The measurements that chose fp16 and fp32 follow.
 
@@ -276,7 +276,7 @@ def _bf16_linear_class() -> type:
     return Bf16Linear
 
 
-# _widened_linear widens this many weight rows at a time (module docstring of jat_policy.kernels has the why).
+# _widened_linear widens this many weight rows at a time (its docstring has the measurements).
 _WIDEN_ROWS = 256
 
 

@@ -1,4 +1,4 @@
-"""The one-thread step attention (jat_policy.kernels): GPT-Neo's masks as key ranges, torch's numbers, same actions."""
+"""The step's numba loops (jat_policy.kernels): GPT-Neo's masks as key ranges, torch's numbers, bf16 read exactly."""
 
 from __future__ import annotations
 
