@@ -55,15 +55,22 @@ def _spanned_matches_static(model: JatModel, state, window: int) -> None:
     torch.testing.assert_close(static[real], spanned[real], atol=1e-5, rtol=1e-5)
 
 
-def test_attending_over_the_whole_capacity_changes_nothing():
-    """The static-shape step (the CUDA graph path attends over all C columns) gives the trimmed step's numbers."""
+def _rolled(n_envs: int) -> tuple[JatModel, object]:
+    """A tiny model and its policy's state after 7 steps of ``n_envs`` envs (W = 4: past a rollover)."""
     torch.manual_seed(0)
     model = JatModel(tiny_config()).eval()
     policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
     rng = np.random.default_rng(0)
     state = None
     for _ in range(7):
-        _, state = policy.predict({"continuous_observation": rng.normal(size=(2, 6)).astype(np.float32)}, state)
+        obs = {"continuous_observation": rng.normal(size=(n_envs, 6)).astype(np.float32)}
+        _, state = policy.predict(obs, state)
+    return model, state
+
+
+def test_attending_over_the_whole_capacity_changes_nothing():
+    """The static-shape step (the CUDA graph path attends over all C columns) gives the trimmed step's numbers."""
+    model, state = _rolled(2)
     _spanned_matches_static(model, state, 4)
 
 
@@ -74,13 +81,7 @@ def test_keeping_only_the_windows_last_token_gives_its_hidden_state_and_the_same
 
     if not kernel:  # torch's attention (more threads, or no numba)
         monkeypatch.setattr(kernels, "available", lambda keys: False)
-    torch.manual_seed(0)
-    model = JatModel(tiny_config()).eval()
-    policy = JatPolicy(model, CONT_SPACE, WIDE_BOX, context_window=4)
-    rng = np.random.default_rng(0)
-    state = None
-    for _ in range(7):
-        _, state = policy.predict({"continuous_observation": rng.normal(size=(3, 6)).astype(np.float32)}, state)
+    model, state = _rolled(3)
     plan = plan_step(state.steps, state.context_starts, state.primary, state.buffers.lengths, 4)
     inputs = torch.randn(len(plan.lengths), 2, model.config.hidden_size)
     columns, windows = torch.as_tensor(plan.columns), torch.as_tensor(plan.primary_rows())
