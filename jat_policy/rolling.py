@@ -167,10 +167,10 @@ def step_forward(
             it, so a CUDA step never waits to read lengths back), or, with ``used``, a tensor (the CUDA graph's
             static input).
         used: Columns every row attends over (the capacity, for static shapes). By default each row reads only the
-            columns it needs: with torch on one CPU thread each row its own (:mod:`jat_policy.kernels`), else each
-            group of rows (:func:`attention_spans`).
+            columns it needs: each row its own where :func:`jat_policy.kernels.available` (a CPU buffer: fp32 with
+            torch on one thread, bf16 always), else each group of rows (:func:`attention_spans`).
         keep: ``(K,)`` rows whose last token's hidden state is all the caller reads (a policy step's ``o_t`` in each
-            env's window): the last layer projects only those past its attention, a quarter of its rows at 1 env.
+            env's window): the last layer projects only those past its attention, a quarter of its tokens.
 
     Returns:
         Final hidden states ``(R, T, H)``, or ``(K, 1, H)`` with ``keep``.
