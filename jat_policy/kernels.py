@@ -277,7 +277,7 @@ def bf16_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         )
     if x.shape[-1] != weight.shape[1]:
         raise ValueError(f"bf16_linear: inputs {tuple(x.shape)} do not match weights {tuple(weight.shape)}.")
-    flat = x.detach().reshape(rows, -1).float().contiguous()  # (M, in)
+    flat = x.detach().reshape(rows, weight.shape[1]).float().contiguous()  # (M, in)
     shift = torch.zeros(weight.shape[0]) if bias is None else bias.detach().float().contiguous()  # (out,)
     out = torch.empty(rows, weight.shape[0], dtype=torch.float32)  # (M, out)
     kernels[2](flat.numpy(), _as_array(weight.detach()), shift.numpy(), out.numpy())

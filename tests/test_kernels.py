@@ -132,7 +132,7 @@ def test_a_step_that_needs_gradients_keeps_torch_attention(monkeypatch):
     assert inputs.grad is not None and torch.isfinite(inputs.grad).all()
 
 
-@pytest.mark.parametrize("rows", [1, 3, 4, 7, 8])
+@pytest.mark.parametrize("rows", [0, 1, 3, 4, 7, 8])
 @pytest.mark.parametrize("bias", [True, False])
 def test_bf16_linear_is_the_fp32_matmul_over_the_widened_weights(rows, bias):
     """Any row count up to LINEAR_ROWS (four rows at a time, then one by one), leading dims kept, bias optional."""
