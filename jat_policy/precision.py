@@ -244,9 +244,10 @@ def _bf16_linear_class() -> type:
     On a CPU with native bf16 the matmuls run in bf16 (accumulating in fp32). Elsewhere torch emulates bf16 matmuls,
     7x slower than fp32's on 64 rows, so the weights are widened to fp32 instead (exactly) and the inputs stay fp32:
     up to :data:`~jat_policy.kernels.LINEAR_ROWS` rows by :func:`~jat_policy.kernels.bf16_linear` (a policy step at
-    1 or 2 envs, which then reads half fp32's bytes), and more rows by torch's fp32 matmul over the widened weights.
-    ``(R, 768) x (768, 3072)``, 1 thread, 2-core AVX2 EPYC, 2026-12-07, ms for R = 4 / 64: emulated bf16 1.88 / 31.1,
-    widened 1.22 / 5.23, bf16_linear 0.27 / 6.97, fp32 weights 0.84 / 3.94.
+    1 or 2 envs, which then reads half fp32's bytes), and more rows by torch's fp32 matmul over the weights widened a
+    block of rows at a time (:func:`_widened_linear`). ``(R, 768) x (768, 3072)``, 1 thread, 2-core AVX2 EPYC,
+    2026-12-07, ms for R = 4 / 64: emulated bf16 1.88 / 31.1, the whole weight widened per call 1.22 / 5.23,
+    bf16_linear 0.27 / 6.97, fp32 weights 0.84 / 3.94 (widened in blocks, R = 64: 4.62; its docstring).
     """
     import torch
     import torch.nn.functional as F
@@ -300,7 +301,6 @@ def _widened_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
 
     out_features, in_features = weight.shape
     weight, rows = weight.detach(), x.detach().reshape(-1, in_features)  # (M, in); forward only
-
     numel = min(_WIDEN_ROWS, out_features) * in_features
     if _WIDENED.buffer is None or _WIDENED.buffer.numel() < numel:
         _WIDENED.buffer = torch.empty(numel, dtype=torch.float32)
