@@ -22,19 +22,19 @@ against 0.0012 / 0.041 (20 episodes); GoToRedBall's argmax equal in both. Neithe
 in bf16 with only the residual stream and LayerNorms in fp32 gave 0.00075 and 0.0010 (its observations still enter
 rounded to bf16's 8 bits of mantissa), and an earlier probe with only the encoder and decoder in fp32 moved the
 pendulum's actions as much as the whole-model cast (README). So jat-small's bf16 weights are its blocks' 85M of 193M
-parameters (0.60 GB in all against fp32's 0.77). The price is two casts per linear:
-jat-small, 1 thread, interleaved in one process on that EPYC (bf16 emulated), 105.5 against 102.7 ms (p50) at 1 env
-and 1256 against 1279 ms at 16 envs; not measured on a CPU with native bf16, where the latency tables of the README
-still show the whole-model layout.
+parameters (0.60 GB in all against fp32's 0.77). With bf16 matmuls the price is two casts per linear:
+jat-small, 1 thread, interleaved in one process on that EPYC (bf16 then emulated), 105.5 against 102.7 ms (p50) at 1
+env and 1256 against 1279 ms at 16 envs; not measured on a CPU with native bf16. On CPUs without native bf16 the
+linears now widen their weights instead (no casts of the inputs; :func:`_bf16_linear_class`).
 
-int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and
-bf16 elsewhere, chosen by measurement (issue 15). Elsewhere it was fp32 until :mod:`jat_policy.kernels` read bf16
-buffers: jat-small int8 on the 2-core AVX2 EPYC, interleaved in one process (2026-12-07), p50 ms with the fp32 cache
-against the bf16 one: 16 envs 142 vs 132 on 1 thread (the kernels); on 2 threads torch's bf16 SDPA matched its fp32
-matmuls (101.6 vs 101.5) and the kernels beat SDPA (96.9 vs 99.2, :func:`jat_policy.kernels.available`); 1 env 18.3 vs
-17.5 (1 thread); a bf16 cache also halves a state's memory. The
-fidelity run on the kernels' path (1 thread, 100 episodes per task) kept every int8 score inside fp32's CI, as with
-the fp32 cache (README). The measurements that chose fp16 and fp32 follow.
+int8's KV cache is fp16 where oneDNN runs fp16 natively (:func:`cpu_supports_fp16`: AVX-512 FP16 or AMX-FP16) and bf16
+elsewhere, chosen by measurement (issue 15). Elsewhere it was fp32 until :mod:`jat_policy.kernels` read bf16 buffers:
+jat-small int8 on the 2-core AVX2 EPYC, interleaved in one process (2026-12-07), p50 ms with the fp32 cache against the
+bf16 one: 16 envs 142 vs 132 on 1 thread (the kernels); on 2 threads torch's bf16 SDPA matched its fp32 matmuls (101.6
+vs 101.5) and the kernels beat SDPA (96.9 vs 99.2, :func:`jat_policy.kernels.available`); 1 env 18.3 vs 17.5 (1
+thread); a bf16 cache also halves a state's memory. The fidelity run on the kernels' path (1 thread, 100 episodes per
+task) kept every int8 score inside fp32's CI, as with the fp32 cache (README). The measurements that chose fp16 and
+fp32 follow.
 
 At 16 envs reading the cached keys/values is most of an int8 step: on the 2-core Intel Xeon with AMX (1 thread, 10.8
 GB/s read), the attention matmuls took 76 of a 122 ms step over a 740 MB fp32 cache (torch profiler, a one-off,
